@@ -1,0 +1,144 @@
+"""Inference with mmsegmentation's test-time semantics, as small pure functions.
+
+`whole`, `slide` and `multi_scale_flip` each take a `logits_fn` (normalized images -> logits at any
+resolution), so they can be tested with toy functions. `segment` wires them to a model and its
+preset; `normalize` turns uint8 RGB images into the model's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .presets import IMAGENET_MEAN, IMAGENET_STD
+
+LogitsFn = Callable[[Tensor], Tensor]
+
+
+def normalize(images: np.ndarray | Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> Tensor:
+    """uint8 RGB images, (H, W, 3) or (N, H, W, 3), numpy or torch -> normalized (N, 3, H, W) float32.
+
+    Same as mmseg's SegDataPreProcessor (BGR->RGB already done: inputs are RGB): (x - mean) / std.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if t.dtype != torch.uint8:
+        raise TypeError(f"normalize() expects uint8 RGB images, got dtype {t.dtype}; "
+                        "convert 16-bit or float images to 8-bit RGB first")
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"normalize() expects (H, W, 3) or (N, H, W, 3) RGB images, got shape "
+                         f"{tuple(t.shape)}; convert grayscale or RGBA images to RGB first")
+    m = torch.tensor(mean, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
+    return (t.permute(0, 3, 1, 2).float() - m) / s
+
+
+def resize(x: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
+    """Bilinear resize as mmseg's `resize` (no-op when the size already matches)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
+def whole(logits_fn: LogitsFn, x: Tensor, align_corners: bool) -> Tensor:
+    """mmseg `whole_inference`: logits of the full image, resized to its size."""
+    return resize(logits_fn(x), x.shape[-2:], align_corners)
+
+
+def slide_windows(h: int, w: int, crop: tuple[int, int],
+                  stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Windows (y1, y2, x1, x2) of mmseg `slide_inference`; the last row/column is shifted back
+    inside the image, and windows are never padded (smaller than the crop on small images)."""
+    (ch, cw), (sh, sw) = crop, stride
+    rows = max(h - ch + sh - 1, 0) // sh + 1
+    cols = max(w - cw + sw - 1, 0) // sw + 1
+    windows = []
+    for i in range(rows):
+        for j in range(cols):
+            y2, x2 = min(i * sh + ch, h), min(j * sw + cw, w)
+            windows.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
+    return windows
+
+
+def slide(logits_fn: LogitsFn, x: Tensor, crop: tuple[int, int], stride: tuple[int, int],
+          num_classes: int, align_corners: bool) -> Tensor:
+    """mmseg `slide_inference`: per-window logits resized to the window, summed, averaged."""
+    n, _, h, w = x.shape
+    preds = x.new_zeros((n, num_classes, h, w))
+    count = x.new_zeros((n, 1, h, w))
+    for y1, y2, x1, x2 in slide_windows(h, w, crop, stride):
+        window = x[:, :, y1:y2, x1:x2]
+        preds[:, :, y1:y2, x1:x2] += whole(logits_fn, window, align_corners)
+        count[:, :, y1:y2, x1:x2] += 1
+    return preds / count
+
+
+def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """mmcv keep-ratio rescale of an (h, w) image to fit `scale` = (long, short): new (h, w)."""
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+def multi_scale_flip(predict: Callable[[Tensor], Tensor], x: Tensor, scales: Sequence[float],
+                     flip: bool, align_corners: bool) -> Tensor:
+    """mmseg TTA: softmax scores at each scale (and mirrored) resized to the input, averaged.
+
+    `predict` maps an image to logits at that image's resolution (`whole` or `slide`). Each scale
+    r resizes the image as mmcv's `Resize(scale_factor=r, keep_ratio=True)` does. Images are
+    resized after normalization (mmseg resizes the uint8 image before it; normalization is
+    per-channel affine, so the two differ only by uint8 rounding).
+    """
+    h, w = x.shape[-2:]
+    total, views = None, 0
+    for r in scales:
+        size = rescale_size(h, w, (int(w * r + 0.5), int(h * r + 0.5)))
+        scaled = resize(x, size, align_corners=False)
+        for mirrored in (False, True) if flip else (False,):
+            inp = scaled.flip(-1) if mirrored else scaled
+            scores = resize(predict(inp), (h, w), align_corners).softmax(dim=1)
+            scores = scores.flip(-1) if mirrored else scores
+            total = scores if total is None else total + scores
+            views += 1
+    return total / views
+
+
+@torch.inference_mode()
+def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
+            crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None,
+            scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
+    """Class scores (N, classes, H, W) at the input's resolution, as mmseg's test modes.
+
+    Args:
+        model: a DMNet (its `preset` gives the defaults).
+        x: normalized (N, 3, H, W) images (see `normalize`), on the model's device.
+        mode: "whole" or "slide"; default: the preset's test mode.
+        crop_size, stride: slide windows (h, w); default: the preset's.
+        scales: resize ratios for multi-scale testing, e.g. `dmnet.TTA_RATIOS`.
+        flip: also predict the mirrored image.
+
+    Returns logits when neither `scales` nor `flip` is given (mmseg's `seg_logits`), else the mean
+    softmax over all views (mmseg's SegTTAModel). Argmax over dim 1 gives the label map.
+    """
+    preset = model.preset
+    mode = mode or preset.test_mode
+    ac = preset.align_corners
+    if mode == "whole":
+        def predict(img: Tensor) -> Tensor:
+            return whole(model, img, ac)
+    elif mode == "slide":
+        crop = crop_size or preset.test_crop or preset.crop_size
+        step = stride or preset.test_stride or tuple(max(1, c * 2 // 3) for c in crop)
+
+        def predict(img: Tensor) -> Tensor:
+            return slide(model, img, crop, step, preset.num_classes, ac)
+    else:
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    if scales is None and not flip:
+        return predict(x)
+    return multi_scale_flip(predict, x, scales or (1.0,), flip, ac)

@@ -1,0 +1,170 @@
+"""Presets: one frozen dataclass per mmsegmentation DMNet config, plus small CPU presets.
+
+`PRESETS` is the index (mmsegmentation 1.x config name -> `Preset`); `ALIASES` maps the v0.x
+names of the published checkpoints to the same presets. Facts come from mmsegmentation 1.2.2's
+configs and metafile (see `../shared/reference/mmseg_dmnet_facts.md` §1-§6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, as SegDataPreProcessor after bgr_to_rgb
+IMAGENET_STD = (58.395, 57.12, 57.375)
+TTA_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # the configs' ms+flip test ratios
+CHECKPOINT_ROOT = "https://download.openmmlab.com/mmsegmentation/v0.5/dmnet"
+
+
+def _load_datasets() -> dict[str, tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]]:
+    raw = json.loads((Path(__file__).parent / "data" / "palettes.json").read_text())
+    return {
+        name: (tuple(d["classes"]), tuple(tuple(int(c) for c in rgb) for rgb in d["palette"]))
+        for name, d in raw.items()
+    }
+
+
+# Dataset name -> (class names, RGB palette). MultiScaleShapes is this project's synthetic dataset.
+DATASETS = _load_datasets()
+DATASETS["multiscale_shapes"] = (
+    ("background", "disk", "square", "triangle", "ring", "cross", "star"),
+    ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+     (145, 30, 180)),
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The training recipe of one config (SGD + poly LR, iteration based)."""
+
+    max_iters: int  # IterBasedTrainLoop.max_iters (= PolyLR end)
+    val_interval: int  # validation and checkpoint interval
+    batch_per_gpu: int  # train_dataloader.batch_size
+    gpus: int  # the configs' "4xbN": global batch = gpus * batch_per_gpu
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # on all parameters (no paramwise_cfg)
+    lr_min: float = 1e-4  # PolyLR eta_min
+    power: float = 0.9
+    aux_weight: float = 0.4
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything needed to build, run and train one DMNet configuration.
+
+    Sizes are (height, width). `test_scale` is mmseg's keep-ratio Resize scale (long, short)
+    used by the test pipeline and by random resize during training.
+    """
+
+    name: str  # mmsegmentation 1.x config name
+    depth: int  # ResNetV1c depth: 18, 50 or 101
+    dataset: str  # key of DATASETS
+    crop_size: tuple[int, int]  # training crop (h, w)
+    test_scale: tuple[int, int]  # Resize scale (long side, short side), keep_ratio=True
+    align_corners: bool  # of both heads' bilinear resizes
+    schedule: Schedule
+    test_mode: str = "whole"  # "whole" or "slide"
+    test_crop: tuple[int, int] | None = None  # slide window (h, w)
+    test_stride: tuple[int, int] | None = None  # slide stride (h, w)
+    v0_name: str | None = None  # v0.x config name (the published checkpoint's folder)
+    stem_channels: int = 64  # ResNet stem output channels (deep stem: /2, /2, x1)
+    base_channels: int = 64  # width of layer1 (planes); doubles per stage
+    head_channels: int = 512  # DMHead `channels`
+    aux_channels: int = 256  # FCNHead `channels`
+    filter_sizes: tuple[int, ...] = (1, 3, 5, 7)
+    fusion: bool = False  # DCM fusion conv (off in every mmseg config)
+    dropout_ratio: float = 0.1
+    reduce_zero_label: bool = False
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    checkpoint_url: str | None = None
+    sha256_prefix: str | None = None  # first 8 hex digits of the file's sha256
+    miou: float | None = None  # published single-scale mIoU (%)
+    miou_ms_flip: float | None = None  # published multi-scale + flip mIoU (%)
+    fps_v100: float | None = None  # published inference speed on one V100
+    memory_gb: float | None = None  # published training memory per GPU
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return DATASETS[self.dataset][0]
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return DATASETS[self.dataset][1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def block_expansion(self) -> int:
+        return 1 if self.depth < 50 else 4
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the last backbone stage (DMHead input)."""
+        return self.base_channels * 8 * self.block_expansion
+
+    def with_classes(self, dataset: str) -> "Preset":
+        return dataclasses.replace(self, dataset=dataset)
+
+
+_CS = dict(dataset="cityscapes", crop_size=(512, 1024), test_scale=(2048, 1024), align_corners=False)
+_CS769 = dict(dataset="cityscapes", crop_size=(769, 769), test_scale=(2049, 1025), align_corners=True,
+              test_mode="slide", test_crop=(769, 769), test_stride=(513, 513))
+_ADE = dict(dataset="ade20k", crop_size=(512, 512), test_scale=(2048, 512), align_corners=False,
+            reduce_zero_label=True)
+_SCHEDULES = {
+    "4xb2-40k": Schedule(40000, 4000, 2, 4), "4xb2-80k": Schedule(80000, 8000, 2, 4),
+    "4xb4-80k": Schedule(80000, 8000, 4, 4), "4xb4-160k": Schedule(160000, 16000, 4, 4),
+}
+
+# (depth, schedule, dataset kwargs, 1.x suffix, v0.x name, stamp-sha8, mIoU, ms+flip, fps, mem)
+_OFFICIAL = [
+    (50, "4xb2-40k", _CS, "cityscapes-512x1024", "512x1024_40k_cityscapes", "20201215_042326-615373cf", 77.78, 79.14, 3.66, 7.0),
+    (50, "4xb2-80k", _CS, "cityscapes-512x1024", "512x1024_80k_cityscapes", "20201215_053728-3c8893b9", 79.07, 80.22, None, None),
+    (101, "4xb2-40k", _CS, "cityscapes-512x1024", "512x1024_40k_cityscapes", "20201215_043100-8291e976", 78.37, 79.72, 2.54, 10.6),
+    (101, "4xb2-80k", _CS, "cityscapes-512x1024", "512x1024_80k_cityscapes", "20201215_031718-fa081cb8", 79.64, 80.67, None, None),
+    (50, "4xb2-40k", _CS769, "cityscapes-769x769", "769x769_40k_cityscapes", "20201215_093706-e7f0e23e", 78.49, 80.27, 1.57, 7.9),
+    (50, "4xb2-80k", _CS769, "cityscapes-769x769", "769x769_80k_cityscapes", "20201215_034006-6060840e", 79.22, 80.55, None, None),
+    (101, "4xb2-40k", _CS769, "cityscapes-769x769", "769x769_40k_cityscapes", "20201215_081348-a74261f6", 77.62, 78.94, 1.01, 12.0),
+    (101, "4xb2-80k", _CS769, "cityscapes-769x769", "769x769_80k_cityscapes", "20201215_082810-7f0de59a", 79.19, 80.65, None, None),
+    (50, "4xb4-80k", _ADE, "ade20k-512x512", "512x512_80k_ade20k", "20201215_144744-f89092a6", 42.37, 43.62, 20.95, 9.4),
+    (50, "4xb4-160k", _ADE, "ade20k-512x512", "512x512_160k_ade20k", "20201215_115313-025ab3f9", 43.15, 44.17, None, None),
+    (101, "4xb4-80k", _ADE, "ade20k-512x512", "512x512_80k_ade20k", "20201215_104812-bfa45311", 45.34, 46.13, 13.88, 13.0),
+    (101, "4xb4-160k", _ADE, "ade20k-512x512", "512x512_160k_ade20k", "20201215_111145-a0bc02ef", 45.42, 46.76, None, None),
+]
+
+
+def _official(depth, sched, data, suffix, v0_suffix, stamp, miou, ms, fps, mem) -> Preset:
+    v0 = f"dmnet_r{depth}-d8_{v0_suffix}"
+    return Preset(
+        name=f"dmnet_r{depth}-d8_{sched}_{suffix}", depth=depth, schedule=_SCHEDULES[sched],
+        v0_name=v0, checkpoint_url=f"{CHECKPOINT_ROOT}/{v0}/{v0}_{stamp}.pth",
+        sha256_prefix=stamp.rsplit("-", 1)[1], miou=miou, miou_ms_flip=ms, fps_v100=fps,
+        memory_gb=mem, **data,
+    )
+
+
+# The small CPU preset of the bundled demo checkpoint: ResNetV1c-18-D8 and a 4x narrower head,
+# trained from scratch on MultiScaleShapes (see training/).
+SMALL = Preset(
+    name="dmnet_r18-d8_1xb8-8k_shapes-512x512", depth=18, dataset="multiscale_shapes",
+    crop_size=(512, 512), test_scale=(512, 512), align_corners=False,
+    schedule=Schedule(8000, 1000, 8, 1), head_channels=128, aux_channels=64,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [*(_official(*row) for row in _OFFICIAL), SMALL]}
+ALIASES: dict[str, str] = {p.v0_name: p.name for p in PRESETS.values() if p.v0_name}
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by its 1.x name or its v0.x alias."""
+    key = ALIASES.get(name, name)
+    if key not in PRESETS:
+        known = "\n  ".join(sorted(PRESETS) + sorted(ALIASES))
+        raise KeyError(f"unknown DMNet preset {name!r}; known presets:\n  {known}")
+    return PRESETS[key]
