@@ -149,6 +149,28 @@ def _official(depth, sched, data, suffix, v0_suffix, stamp, miou, ms, fps, mem) 
     )
 
 
+# The paper's other two benchmarks, with the recipes mmsegmentation's other heads use (no DMNet
+# config or weights exist for them): `_base_/datasets/pascal_voc12_aug.py` (train + SBD aug,
+# RandomResize (2048, 512), crop 512, whole test) with schedule_{20k,40k} at 4 GPUs x 4 images, and
+# `_base_/datasets/pascal_context_59.py` (scale (520, 520), crop 480, slide 480/320 test,
+# reduce_zero_label) with schedule_{40k,80k}, where e.g. pspnet_*_pascal-context-59-480x480 set
+# lr 0.004 and weight decay 1e-4.
+_VOC = dict(dataset="pascal_voc", crop_size=(512, 512), test_scale=(2048, 512), align_corners=False)
+_PC59 = dict(dataset="pascal_context_59", crop_size=(480, 480), test_scale=(520, 520),
+             align_corners=False, test_mode="slide", test_crop=(480, 480), test_stride=(320, 320),
+             reduce_zero_label=True)
+_PC59_SGD = dict(lr=0.004, weight_decay=1e-4)
+_EXTRA = [
+    (f"dmnet_r{depth}-d8_4xb4-{k}k_{suffix}", depth, sched, data)
+    for depth in (50, 101)
+    for k, suffix, sched, data in [
+        (20, "voc12aug-512x512", Schedule(20000, 2000, 4, 4), _VOC),
+        (40, "voc12aug-512x512", Schedule(40000, 4000, 4, 4), _VOC),
+        (40, "pascal-context-59-480x480", Schedule(40000, 4000, 4, 4, **_PC59_SGD), _PC59),
+        (80, "pascal-context-59-480x480", Schedule(80000, 8000, 4, 4, **_PC59_SGD), _PC59),
+    ]
+]
+
 # The small CPU preset of the bundled demo checkpoint: ResNetV1c-18-D8 and a 4x narrower head,
 # trained from scratch on MultiScaleShapes (see training/).
 SMALL = Preset(
@@ -157,7 +179,12 @@ SMALL = Preset(
     schedule=Schedule(8000, 1000, 8, 1), head_channels=128, aux_channels=64,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in [*(_official(*row) for row in _OFFICIAL), SMALL]}
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    *(_official(*row) for row in _OFFICIAL),
+    *(Preset(name=name, depth=depth, schedule=sched, **data) for name, depth, sched, data
+      in _EXTRA),
+    SMALL,
+]}
 ALIASES: dict[str, str] = {p.v0_name: p.name for p in PRESETS.values() if p.v0_name}
 
 
