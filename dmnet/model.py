@@ -8,6 +8,7 @@ with `strict=True` and no renaming.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,17 @@ class Trace:
     logits: Tensor  # (N, classes, h, w) decode head
     aux_logits: Tensor  # (N, classes, h, w) auxiliary FCN head on stage 3
 
+    def float(self) -> "Trace":
+        """The same trace with every tensor in float32 (after reduced-precision inference)."""
+        return Trace(
+            features=tuple(f.float() for f in self.features),
+            filters={k: v.float() for k, v in self.filters.items()},
+            reduced={k: v.float() for k, v in self.reduced.items()},
+            branches={k: v.float() for k, v in self.branches.items()},
+            fused=self.fused.float(), logits=self.logits.float(),
+            aux_logits=self.aux_logits.float(),
+        )
+
 
 class DMNet(nn.Module):
     """Dynamic Multi-scale Network (He, Deng, Qiao, ICCV 2019) as configured by a `Preset`.
@@ -52,10 +64,22 @@ class DMNet(nn.Module):
                                   preset.filter_sizes, preset.fusion, preset.dropout_ratio)
         self.auxiliary_head = FCNHead(c[2], preset.aux_channels, preset.num_classes,
                                       preset.dropout_ratio)
+        # Inference settings, set by `dmnet.fast.optimize`: NHWC activations, autocast dtype.
+        self.channels_last = False
+        self.autocast_dtype: torch.dtype | None = None
+
+    def _prepare(self, x: Tensor) -> tuple[Tensor, contextlib.AbstractContextManager]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is None:
+            return x, contextlib.nullcontext()
+        return x, torch.autocast(x.device.type, dtype=self.autocast_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalized (N, 3, H, W) -> decode logits (N, classes, ceil(H/8), ceil(W/8))."""
-        return self.decode_head(self.backbone(x)[3]).logits
+        x, autocast = self._prepare(x)
+        with autocast:
+            return self.decode_head(self.backbone(x)[3]).logits.float()
 
     def forward_train(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(decode logits, auxiliary logits), both at 1/8 resolution; losses live in training/."""
@@ -64,6 +88,12 @@ class DMNet(nn.Module):
 
     def inspect(self, x: Tensor) -> Trace:
         """One forward pass that keeps every intermediate (see `Trace`)."""
+        x, autocast = self._prepare(x)
+        with autocast:
+            trace = self._trace(x)
+        return trace if self.autocast_dtype is None else trace.float()
+
+    def _trace(self, x: Tensor) -> Trace:
         feats = self.backbone(x)
         head = self.decode_head(feats[3])
         return Trace(

@@ -1,0 +1,153 @@
+"""Inference benchmark: `python -m dmnet.bench [--device cpu|cuda] [--repeats N] [--quick]`.
+
+Prints one row per (preset, input size, variant): median ms per image (batch 1) and peak memory.
+Variants:
+  reference  the model as mmsegmentation runs it: NCHW, BN unfused, under torch.no_grad
+  fp32       `dmnet.fast.optimize(model)`: BN folded, channels_last, inference_mode
+  fast       `optimize(model, precision=fast_precision(device))`: bf16 where the CPU has native
+             bf16 (AVX-512 BF16 / AMX), bf16/fp16 on CUDA; skipped where it would be fp32 again
+  inspect    `model.inspect(x)` on the fp32 model (one pass, every intermediate kept)
+For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one.
+Weights are random (mmseg's init, with randomised BN statistics); speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+from .fast import fast_precision, optimize
+from .inference import resize
+from .model import DMNet, build_model
+
+CASES = [
+    ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
+    ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
+    ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
+    ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
+    ("dmnet_r18-d8_1xb8-8k_shapes-512x512", (512, 512)),
+]
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak, or sampled process RSS growth on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self, base: int) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss() - base)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, args=(self._rss(),), daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
+    """Seconds per call after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def random_model(name: str, device: torch.device) -> DMNet:
+    model = build_model(name)
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():  # BN statistics as a trained model would have: not identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
+            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
+            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
+    return model.to(device)
+
+
+def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: int,
+               variants: list[str]) -> list[dict]:
+    model = random_model(name, device)
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
+    fp32 = optimize(model)
+    rows = []
+
+    def run(variant: str, dtype: str, fn: Callable[[], object], ctx) -> None:
+        with ctx():
+            with PeakMemory(device) as mem:
+                times = time_call(fn, device, repeats)
+        rows.append(dict(preset=name, size=f"{size[0]}x{size[1]}", device=device.type,
+                         variant=variant, dtype=dtype, ms=1e3 * statistics.median(times),
+                         peak_mb=mem.peak / 2**20, agree=None))
+
+    if "reference" in variants:
+        run("reference", "fp32", lambda: model(x), torch.no_grad)
+    if "fp32" in variants:
+        run("fp32", "fp32", lambda: fp32(x), torch.inference_mode)
+    if "inspect" in variants:
+        run("inspect", "fp32", lambda: fp32.inspect(x), torch.inference_mode)
+    precision = fast_precision(device)
+    if "fast" in variants and precision != "fp32":
+        fast = optimize(model, precision=precision)
+        run("fast", precision, lambda: fast(x), torch.inference_mode)
+        with torch.inference_mode():
+            ref = resize(fp32(x), size, model.preset.align_corners).argmax(1)
+            got = resize(fast(x), size, model.preset.align_corners).argmax(1)
+        rows[-1]["agree"] = (ref == got).float().mean().item()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="only the first and last case")
+    parser.add_argument("--variants", default="reference,fp32,fast,inspect")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    variants = args.variants.split(",")
+    cases = [CASES[0], CASES[-1]] if args.quick else CASES
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"fast precision here: {fast_precision(device)}")
+    header = f"{'preset':45} {'input':9} {'device':6} {'variant':9} {'dtype':5} " \
+             f"{'ms/img':>8} {'peak MB':>8} {'vs ref':>6} {'agree':>7}"
+    print(header + "\n" + "-" * len(header), flush=True)
+    for name, size in cases:
+        rows = bench_case(name, size, device, args.repeats, variants)
+        ref_ms = next((r["ms"] for r in rows if r["variant"] == "reference"), None)
+        for r in rows:
+            ratio = f"{r['ms'] / ref_ms:6.2f}" if ref_ms else "     -"
+            agree = f"{100 * r['agree']:6.2f}%" if r["agree"] is not None else "      -"
+            print(f"{r['preset']:45} {r['size']:9} {r['device']:6} {r['variant']:9} "
+                  f"{r['dtype']:5} {r['ms']:8.0f} {r['peak_mb']:8.0f} {ratio} {agree}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Inference-only speed-ups that keep mmsegmentation's outputs: BN folding, channels_last, autocast.
+
+`optimize(model)` returns a copy for inference: every BatchNorm that follows a convolution is
+folded into that convolution's weight and bias (y = (Wx - mu) * g / s + b  ==  (W * g/s) x + b'),
+activations use channels_last memory, and `precision` may select bf16/fp16 autocast. The copy
+keeps the module tree (folded BNs become Identity), so `inspect()` still returns every
+intermediate, but its state dict is no longer mmseg's: save the original model, not this one.
+Equality with the original model is tested in tests/dmnet/test_fast.py; speed is measured by
+`python -m dmnet.bench`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .backbone import BasicBlock, Bottleneck
+from .heads import ConvModule
+from .model import DMNet
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@torch.no_grad()
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with bias equal to conv followed by bn in eval mode."""
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+def _fold_pairs(parent: nn.Module, pairs: list[tuple[str, str]]) -> None:
+    for conv_name, bn_name in pairs:
+        setattr(parent, conv_name, fold_bn(getattr(parent, conv_name), getattr(parent, bn_name)))
+        setattr(parent, bn_name, nn.Identity())
+
+
+def fold_all_bn(model: DMNet) -> None:
+    """Fold, in place, every BN that directly follows a conv (all but each DCM's `norm`,
+    which follows the dynamic depthwise conv and stays a BN)."""
+    stem = model.backbone.stem
+    for i in (0, 3, 6):
+        stem[i] = fold_bn(stem[i], stem[i + 1])
+        stem[i + 1] = nn.Identity()
+    for m in model.modules():
+        if isinstance(m, Bottleneck):
+            _fold_pairs(m, [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")])
+        elif isinstance(m, BasicBlock):
+            _fold_pairs(m, [("conv1", "bn1"), ("conv2", "bn2")])
+        elif isinstance(m, ConvModule):
+            _fold_pairs(m, [("conv", "bn")])
+        if isinstance(m, (BasicBlock, Bottleneck)) and m.downsample is not None:
+            m.downsample[0] = fold_bn(m.downsample[0], m.downsample[1])
+            m.downsample[1] = nn.Identity()
+
+
+def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True) -> DMNet:
+    """An inference copy of `model`: BN folded, channels_last, optional bf16/fp16 autocast.
+
+    Args:
+        precision: "fp32" (outputs equal the original to float tolerance), "bf16" or "fp16"
+            (autocast; fp16 only on CUDA). Outputs are returned as float32.
+        channels_last: store activations NHWC, the layout oneDNN and cuDNN convolutions prefer.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and model.device.type != "cuda":
+        raise ValueError("fp16 autocast needs a CUDA device; use precision='bf16' on CPU")
+    fast = copy.deepcopy(model).eval()
+    fold_all_bn(fast)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    fast.channels_last = channels_last
+    fast.autocast_dtype = PRECISIONS[precision]
+    return fast
+
+
+def cpu_supports_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def fast_precision(device: torch.device) -> str:
+    """The reduced precision worth using on a device: bf16 where it is native, else fp32."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from dmnet import DMNet, segment
+from dmnet.fast import fold_bn, optimize
+
+from ..conftest import randomize_bn, tiny_preset
+
+
+def test_fold_bn_equals_conv_then_bn():
+    conv = torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2, bias=False)
+    bn = randomize_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(6))).eval()[0]
+    x = torch.randn(2, 4, 9, 11)
+    torch.testing.assert_close(fold_bn(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_optimized_model_keeps_every_output(depth):
+    model = randomize_bn(DMNet(tiny_preset(depth)).eval())
+    fast = optimize(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.backbone.modules())
+    x = torch.randn(2, 3, 97, 129)
+    with torch.inference_mode():
+        a, b = model.inspect(x), fast.inspect(x)
+    for k in (1, 3, 5, 7):
+        torch.testing.assert_close(b.filters[k], a.filters[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b.reduced[k], a.reduced[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b.branches[k], a.branches[k], rtol=1e-4, atol=1e-5)
+    for fa, fb in zip(a.features, b.features):
+        torch.testing.assert_close(fb, fa, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.aux_logits, a.aux_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(segment(fast, x, mode="slide", crop_size=(64, 64), stride=(48, 48)),
+                               segment(model, x, mode="slide", crop_size=(64, 64), stride=(48, 48)),
+                               rtol=1e-4, atol=1e-5)
+    # The original model is untouched.
+    assert isinstance(model.backbone.layer1[0].bn1, torch.nn.BatchNorm2d)
+
+
+def test_bf16_autocast_agrees_with_fp32():
+    model = randomize_bn(DMNet(tiny_preset(18)).eval())
+    fast, fp32 = optimize(model, precision="bf16"), optimize(model)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        lo, hi = fast.inspect(x), fp32.inspect(x)
+    assert lo.logits.dtype == torch.float32 and lo.filters[3].dtype == torch.float32
+    rel = (lo.logits - hi.logits).norm() / hi.logits.norm()
+    assert rel < 0.05
+
+
+def test_fp16_needs_cuda_and_precision_is_checked(tiny_model):
+    with pytest.raises(ValueError, match="CUDA"):
+        optimize(tiny_model, precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        optimize(tiny_model, precision="int8")
