@@ -86,14 +86,17 @@ class Preset:
     miou_ms_flip: float | None = None  # published multi-scale + flip mIoU (%)
     fps_v100: float | None = None  # published inference speed on one V100
     memory_gb: float | None = None  # published training memory per GPU
+    classes: tuple[str, ...] = ()  # class names; empty = the dataset's (filled in)
+    palette: tuple[tuple[int, int, int], ...] = ()  # RGB per class; empty = the dataset's
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return DATASETS[self.dataset][0]
-
-    @property
-    def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return DATASETS[self.dataset][1]
+    def __post_init__(self) -> None:
+        if not self.classes:
+            object.__setattr__(self, "classes", DATASETS[self.dataset][0])
+        if not self.palette:
+            object.__setattr__(self, "palette", DATASETS[self.dataset][1])
+        if len(self.palette) != len(self.classes):
+            raise ValueError(f"preset {self.name}: {len(self.classes)} classes but "
+                             f"{len(self.palette)} palette colours")
 
     @property
     def num_classes(self) -> int:
@@ -108,8 +111,13 @@ class Preset:
         """Channels of the last backbone stage (DMHead input)."""
         return self.base_channels * 8 * self.block_expansion
 
-    def with_classes(self, dataset: str) -> "Preset":
-        return dataclasses.replace(self, dataset=dataset)
+    def with_classes(self, classes: tuple[str, ...],
+                     palette: tuple[tuple[int, int, int], ...] | None = None) -> "Preset":
+        """The same architecture with other classes (a palette is made up when not given)."""
+        if palette is None:
+            palette = tuple(tuple(int(v) for v in (37 * i % 256, 97 * i % 256, 151 * i % 256))
+                            for i in range(len(classes)))
+        return dataclasses.replace(self, classes=tuple(classes), palette=tuple(palette))
 
 
 _CS = dict(dataset="cityscapes", crop_size=(512, 1024), test_scale=(2048, 1024), align_corners=False)

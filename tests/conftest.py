@@ -16,7 +16,7 @@ def tiny_preset(depth: int = 18, classes: str = "multiscale_shapes", **kw):
     base = PRESETS["dmnet_r18-d8_1xb8-8k_shapes-512x512"]
     return dataclasses.replace(base, name=f"tiny-r{depth}", depth=depth, stem_channels=8,
                                base_channels=8, head_channels=16, aux_channels=8,
-                               dataset=classes, **kw)
+                               dataset=classes, classes=(), palette=(), **kw)
 
 
 def randomize_bn(model: torch.nn.Module) -> torch.nn.Module:

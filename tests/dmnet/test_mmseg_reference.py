@@ -1,0 +1,94 @@
+"""Our DMNet against outputs recorded from mmsegmentation 1.2.2's own DMNet (fixtures/README.md).
+
+Same weights (mmseg's state dict, loaded with strict=True), same inputs: every intermediate of
+`Trace`, `segment()` in whole and slide mode, mmseg's predict-time resize/flip, and even-size DCMs.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmnet import DMNet, segment
+from dmnet.heads import DCM
+from dmnet.inference import resize
+
+from ..conftest import tiny_preset
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+def load(name):
+    ref = torch.load(FIXTURES / f"mmseg_ref_{name}.pt", weights_only=True)
+    preset = tiny_preset(18 if name == "r18" else 50, align_corners=ref["align_corners"])
+    preset = preset.with_classes(tuple(f"c{i}" for i in range(ref["num_classes"])))
+    preset = dataclasses.replace(preset, test_mode="slide", test_crop=ref["slide_cfg"]["crop_size"],
+                                 test_stride=ref["slide_cfg"]["stride"])
+    model = DMNet(preset)
+    model.load_state_dict(ref["state_dict"], strict=True)
+    return model.eval(), ref
+
+
+@pytest.fixture(scope="module", params=["r18", "r50"])
+def reference(request):
+    return load(request.param)
+
+
+@pytest.mark.parametrize("inp", ["x_odd", "x_batch"])
+def test_trace_equals_mmseg(reference, inp):
+    model, ref = reference
+    x = ref["inputs"][inp].float()
+    out = ref["outputs"][inp]
+    with torch.inference_mode():
+        t = model.inspect(x)
+    for i, f in enumerate(out.get("features", [])):
+        torch.testing.assert_close(t.features[i], f, **TOL)
+    for name in ("filters", "reduced", "branches"):
+        for k, v in out.get(name, {}).items():
+            torch.testing.assert_close(getattr(t, name)[k], v, **TOL, msg=f"{name}[{k}]")
+    for name in ("fused", "logits", "aux_logits"):
+        torch.testing.assert_close(getattr(t, name), out[name], **TOL, msg=name)
+    if "stem" in out:
+        torch.testing.assert_close(model.backbone.maxpool(model.backbone.stem(x)), out["stem"])
+
+
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+def test_segment_equals_mmseg_inference(reference, mode):
+    model, ref = reference
+    for inp, out in ref["outputs"].items():
+        if inp in ref["inputs"] and mode in out:
+            got = segment(model, ref["inputs"][inp].float(), mode=mode)
+            torch.testing.assert_close(got, out[mode], **TOL, msg=f"{inp} {mode}")
+
+
+def test_predict_postprocess_equals_mmseg():
+    """mmseg's predict: crop padding, un-flip, then a second bilinear resize to ori_shape."""
+    model, ref = load("r18")
+    for case, out in ref["outputs"]["predict"].items():
+        x = ref["inputs"]["x_batch" if case.startswith("batch") else "x_odd"].float()
+        scores = segment(model, x, mode="whole")
+        for i, meta in enumerate(out["metainfo"]):
+            s = scores[i:i + 1]
+            left, right, top, bottom = meta.get("padding_size", [0, 0, 0, 0])
+            s = s[:, :, top:s.shape[2] - bottom, left:s.shape[3] - right]
+            if meta.get("flip"):
+                s = s.flip(-1)
+            s = resize(s, meta["ori_shape"], ref["align_corners"])
+            torch.testing.assert_close(s[0], out["seg_logits"][i], **TOL, msg=case)
+            assert torch.equal(s.argmax(1).to(torch.uint8), out["pred"][i]), case
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_even_filter_dcm_equals_mmseg(k):
+    _, ref = load("r18")
+    even = ref["outputs"]["even_dcm"][k]
+    dcm = DCM(k, fusion=False, in_channels=64, channels=16)
+    dcm.load_state_dict(even["state_dict"], strict=True)
+    dcm.eval()
+    for inp in ("x_odd", "x_batch"):
+        out = dcm(ref["outputs"][inp]["features"][3])
+        torch.testing.assert_close(out.filters, even[inp]["filters"], **TOL)
+        torch.testing.assert_close(out.reduced, even[inp]["reduced"], **TOL)
+        torch.testing.assert_close(out.out, even[inp]["branch"], **TOL)
