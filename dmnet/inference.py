@@ -142,3 +142,27 @@ def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
     if scales is None and not flip:
         return predict(x)
     return multi_scale_flip(predict, x, scales or (1.0,), flip, ac)
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None = None,
+            scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
+    """mmseg's whole test pipeline for one uint8 RGB (H, W, 3) image: class scores (classes, H, W).
+
+    Single scale: keep-ratio resize to the preset's test scale (as the configs' `Resize`), run
+    `segment`, resize the scores back to the original size (mmseg's `postprocess_result`).
+    With `scales`/`flip` (mmseg's TTA pipeline): scales are relative to the original image.
+    The image is resized as uint8 values (rounded), like mmcv's cv2 resize before normalization.
+    """
+    preset = model.preset
+    t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    h, w = t.shape[:2]
+    if scales is None and not flip:
+        size = rescale_size(h, w, preset.test_scale)
+        if size != (h, w):
+            chw = t.permute(2, 0, 1).unsqueeze(0).float()
+            chw = resize(chw, size, align_corners=False).round().clamp(0, 255)
+            t = chw[0].permute(1, 2, 0).to(torch.uint8)
+    x = normalize(t, preset.mean, preset.std).to(model.device)
+    scores = segment(model, x, mode=mode, scales=scales, flip=flip)
+    return resize(scores, (h, w), preset.align_corners)[0]

@@ -108,3 +108,26 @@ def test_segment_tta_returns_probabilities(tiny_model):
 def test_segment_rejects_unknown_mode(tiny_model):
     with pytest.raises(ValueError, match="whole"):
         segment(tiny_model, torch.zeros(1, 3, 16, 16), mode="tiles")
+
+
+def test_predict_runs_the_test_pipeline():
+    import dataclasses
+
+    from dmnet import DMNet, predict
+
+    from ..conftest import randomize_bn, tiny_preset
+
+    model = randomize_bn(DMNet(dataclasses.replace(tiny_preset(), test_scale=(128, 64))).eval())
+    img = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    out = predict(model, img)
+    assert out.shape == (7, 40, 60)
+    # By hand: keep-ratio resize to 64x96 on uint8 values, whole inference, back to 40x60.
+    up = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(),
+                                         (64, 96), mode="bilinear", align_corners=False)
+    x = normalize(up.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0))
+    ref = torch.nn.functional.interpolate(segment(model, x), (40, 60), mode="bilinear",
+                                          align_corners=False)[0]
+    torch.testing.assert_close(out, ref)
+    tta = predict(model, img, scales=[0.5, 1.0], flip=True)
+    assert tta.shape == (7, 40, 60)
+    torch.testing.assert_close(tta.sum(0), torch.ones(40, 60))
