@@ -1,0 +1,237 @@
+"""MultiScaleShapes: a synthetic segmentation dataset where scale and shape matter, not colour.
+
+Each image holds 3-10 objects of six shape classes (dmnet.presets.DATASETS["multiscale_shapes"])
+whose sizes are log-uniform from a few pixels to half the image, over a textured background.
+Objects and background draw their colours and textures from the same distributions, for every
+class, so a per-pixel colour classifier cannot tell the classes apart (see training/baseline.py);
+a model has to look at shape, at every scale: the case DMNet's multi-scale filters are made for.
+Everything is deterministic from (seed, split, index) and generated on the fly; `export` writes
+the standard folder layout (images/, annotations/, classes.json) that `SegFolder("folder")` reads.
+
+    python -m training.data.shapes export data/shapes --train 2000 --val 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dmnet.presets import DATASETS
+
+CLASSES, PALETTE = DATASETS["multiscale_shapes"]
+SPLIT_SEEDS = {"train": 0, "val": 1}
+# Object-size buckets (circumscribed diameter as a fraction of the image side): at 512 px,
+# tiny < 16 px <= small < 48 px <= medium < 128 px <= large.
+BUCKETS = {"tiny": (0.0, 1 / 32), "small": (1 / 32, 3 / 32), "medium": (3 / 32, 1 / 4),
+           "large": (1 / 4, 1.0)}
+
+
+@dataclass
+class ShapesSample:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    label: np.ndarray  # (H, W) uint8 class ids
+    instances: np.ndarray  # (H, W) uint8 object ids, 0 = background; object k is sizes[k - 1]
+    sizes: list[float]  # circumscribed diameter of each object, px
+
+
+def _pattern(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """A texture in [0, 1] on the grid (stripes, checker, smooth noise or flat)."""
+    kind = rng.integers(4)
+    theta = rng.uniform(0, math.pi)
+    t = xx * math.cos(theta) + yy * math.sin(theta)
+    period = math.exp(rng.uniform(math.log(3), math.log(48)))
+    if kind == 0:
+        return 0.5 + 0.5 * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
+    if kind == 1:
+        s = -xx * math.sin(theta) + yy * math.cos(theta)
+        return ((np.floor(t / period) + np.floor(s / period)) % 2).astype(np.float32)
+    if kind == 2:
+        cells = rng.uniform(size=(6, 6)).astype(np.float32)
+        h, w = yy.shape
+        iy = np.clip(((yy - yy.min()) / max(np.ptp(yy), 1) * 5), 0, 5)
+        ix = np.clip(((xx - xx.min()) / max(np.ptp(xx), 1) * 5), 0, 5)
+        y0, x0 = np.floor(iy).astype(int).clip(0, 4), np.floor(ix).astype(int).clip(0, 4)
+        fy, fx = iy - y0, ix - x0
+        top = cells[y0, x0] * (1 - fx) + cells[y0, x0 + 1] * fx
+        bottom = cells[y0 + 1, x0] * (1 - fx) + cells[y0 + 1, x0 + 1] * fx
+        return top * (1 - fy) + bottom * fy
+    return np.zeros_like(yy)
+
+
+def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float colours: two random colours blended by a random pattern."""
+    a, b = rng.uniform(0, 255, size=(2, 3))
+    p = _pattern(rng, yy, xx)[..., None]
+    return a * (1 - p) + b * p
+
+
+def _polygon(u: np.ndarray, v: np.ndarray, n: int, inner: float) -> np.ndarray:
+    """Inside a regular n-pointed star (or polygon) of outer radius 1 and inner radius `inner`.
+
+    Fold the angle into one half-sector [0, pi/n]: the boundary there is the segment from the
+    outer vertex (1, 0) to the inner one at angle pi/n; inside = on the origin's side of it.
+    """
+    rho, phi = np.hypot(u, v), np.mod(np.arctan2(v, u), 2 * math.pi / n)
+    phi = np.minimum(phi, 2 * math.pi / n - phi)
+    px, py = rho * np.cos(phi), rho * np.sin(phi)
+    ex, ey = inner * math.cos(math.pi / n) - 1, inner * math.sin(math.pi / n)  # outer -> inner
+    return ex * py - ey * (px - 1) >= 0  # the origin gives ey > 0: same side
+
+
+def shape_mask(cls: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside test in the object's frame, coordinates scaled so the circumscribed radius is 1."""
+    r = np.hypot(u, v)
+    if cls == "disk":
+        return r <= 1
+    if cls == "ring":
+        return (r <= 1) & (r >= 0.55)
+    if cls == "square":
+        return _polygon(u, v, 4, math.cos(math.pi / 4))
+    if cls == "triangle":
+        return _polygon(u, v, 3, math.cos(math.pi / 3))
+    if cls == "star":
+        return _polygon(u, v, 5, 0.42)
+    if cls == "cross":
+        arm = 0.3
+        return (((np.abs(u) <= arm) & (np.abs(v) <= 1)) | ((np.abs(v) <= arm) & (np.abs(u) <= 1)))
+    raise ValueError(f"unknown shape class {cls!r}")
+
+
+def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
+           objects: tuple[int, int] = (3, 10)) -> ShapesSample:
+    """One image, deterministic from (seed, index)."""
+    rng = np.random.default_rng([seed, index])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    image = _texture(rng, yy, xx)
+    label = np.zeros((size, size), np.uint8)
+    instances = np.zeros((size, size), np.uint8)
+    n = int(rng.integers(objects[0], objects[1] + 1))
+    sizes = sorted(np.exp(rng.uniform(math.log(min_px), math.log(size / 2), n)), reverse=True)
+    for k, diameter in enumerate(sizes, start=1):  # large first: small objects stay visible
+        cls = int(rng.integers(1, len(CLASSES)))
+        cy, cx = rng.uniform(0, size, 2)
+        angle = rng.uniform(0, 2 * math.pi)
+        r = diameter / 2
+        y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
+        x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
+        gy, gx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
+        du, dv = (gx - cx) / r, (gy - cy) / r
+        u = du * math.cos(angle) + dv * math.sin(angle)
+        v = -du * math.sin(angle) + dv * math.cos(angle)
+        inside = shape_mask(CLASSES[cls], u, v)
+        fill = _texture(rng, gy, gx)
+        # Keep the object visible against what lies under it (class-independent rejection).
+        under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else fill.mean((0, 1))
+        for _ in range(10):
+            if np.linalg.norm(fill.mean((0, 1)) - under) > 60:
+                break
+            fill = _texture(rng, gy, gx)
+        image[y0:y1, x0:x1][inside] = fill[inside]
+        label[y0:y1, x0:x1][inside] = cls
+        instances[y0:y1, x0:x1][inside] = k
+    image += rng.normal(0, 6, image.shape)
+    return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances,
+                        [float(s) for s in sizes])
+
+
+class MultiScaleShapes(Dataset):
+    """MultiScaleShapes generated on the fly: `(image, label)` items like `SegFolder`.
+
+    Args:
+        split: "train" or "val" (disjoint streams of images).
+        length: number of images; the train stream is as long as you like.
+        size: image side in pixels.
+        seed: base seed; image i of a split is `render((seed, split), i)`.
+    """
+
+    classes = CLASSES
+
+    def __init__(self, split: str = "train", length: int | None = None, size: int = 512,
+                 seed: int = 0) -> None:
+        self.split, self.size = split, size
+        self.length = length or {"train": 20000, "val": 100}[split]
+        self.seed = seed * 10 + SPLIT_SEEDS[split]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample(self, i: int) -> ShapesSample:
+        return render(self.seed, i, self.size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.sample(i)
+        return s.image, s.label
+
+
+class SizeBuckets:
+    """Per-object-size metrics: pixel accuracy and the share of objects recognised (more than
+    half of the object's visible pixels predicted as its class), per bucket of `BUCKETS`."""
+
+    def __init__(self) -> None:
+        self.stats = {b: np.zeros(4, np.int64) for b in BUCKETS}  # pixels, correct, objects, hits
+
+    def update(self, pred: np.ndarray, sample: ShapesSample) -> None:
+        side = max(sample.label.shape)
+        ids = sample.instances.ravel().astype(np.int64)
+        correct = (pred.ravel() == sample.label.ravel())
+        pixels = np.bincount(ids, minlength=len(sample.sizes) + 1)[1:]
+        hits = np.bincount(ids, weights=correct, minlength=len(sample.sizes) + 1)[1:]
+        for diameter, n, h in zip(sample.sizes, pixels, hits):
+            if n == 0:  # fully occluded
+                continue
+            name = next(b for b, (lo, hi) in BUCKETS.items() if lo <= diameter / side < hi)
+            self.stats[name] += np.array([n, int(h), 1, int(h * 2 > n)])
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {b: {"objects": int(s[2]),
+                    "pixel_acc": round(100 * s[1] / max(s[0], 1), 2),
+                    "objects_recognised": round(100 * s[3] / max(s[2], 1), 2)}
+                for b, s in self.stats.items()}
+
+
+def export(out: Path, train: int, val: int, size: int = 512, seed: int = 0) -> None:
+    """Write images/<split>/*.png, annotations/<split>/*.png (palette PNGs of class ids),
+    instances/<split>/*.png + objects_<split>.json (for size buckets) and classes.json."""
+    palette = [c for rgb in PALETTE for c in rgb]
+    for split, n in (("train", train), ("val", val)):
+        data = MultiScaleShapes(split, n, size, seed)
+        for sub in ("images", "annotations", "instances"):
+            (out / sub / split).mkdir(parents=True, exist_ok=True)
+        sizes = {}
+        for i in range(n):
+            s, stem = data.sample(i), f"{i:06d}"
+            Image.fromarray(s.image).save(out / "images" / split / f"{stem}.png")
+            mask = Image.fromarray(s.label, mode="P")
+            mask.putpalette(palette)
+            mask.save(out / "annotations" / split / f"{stem}.png")
+            Image.fromarray(s.instances).save(out / "instances" / split / f"{stem}.png")
+            sizes[stem] = s.sizes
+        (out / f"objects_{split}.json").write_text(json.dumps(sizes))
+    meta = {"classes": list(CLASSES), "palette": [list(c) for c in PALETTE],
+            "dataset": "multiscale_shapes", "size": size, "seed": seed}
+    (out / "classes.json").write_text(json.dumps(meta, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Export MultiScaleShapes to a folder dataset.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("export", help="write images/, annotations/, classes.json")
+    ex.add_argument("out", type=Path)
+    ex.add_argument("--train", type=int, default=2000)
+    ex.add_argument("--val", type=int, default=100)
+    ex.add_argument("--size", type=int, default=512)
+    ex.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    export(args.out, args.train, args.val, args.size, args.seed)
+    print(f"wrote {args.train} train and {args.val} val images to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
