@@ -6,6 +6,8 @@ Variants:
   fp32       `dmnet.fast.optimize(model)`: BN folded, channels_last, inference_mode
   fast       `optimize(model, precision=fast_precision(device))`: bf16 where the CPU has native
              bf16 (AVX-512 BF16 / AMX), bf16/fp16 on CUDA; skipped where it would be fp32 again
+  compiled   `optimize(model, compile=True)`: the fp32 variant under torch.compile (inductor,
+             weight freezing); compile time is not counted (printed separately)
   inspect    `model.inspect(x)` on the fp32 model (one pass, every intermediate kept)
 For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one.
 Weights are random (mmseg's init, with randomised BN statistics); speed does not depend on them.
@@ -111,6 +113,13 @@ def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: 
         run("reference", "fp32", lambda: model(x), torch.no_grad)
     if "fp32" in variants:
         run("fp32", "fp32", lambda: fp32(x), torch.inference_mode)
+    if "compiled" in variants:
+        compiled = optimize(model, compile=True)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            compiled(x)
+        print(f"  ({name} {size}: compiled in {time.perf_counter() - start:.0f} s)", flush=True)
+        run("compiled", "fp32", lambda: compiled(x), torch.inference_mode)
     if "inspect" in variants:
         run("inspect", "fp32", lambda: fp32.inspect(x), torch.inference_mode)
     precision = fast_precision(device)
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the first and last case")
-    parser.add_argument("--variants", default="reference,fp32,fast,inspect")
+    parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     variants = args.variants.split(",")

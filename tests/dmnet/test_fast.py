@@ -53,3 +53,17 @@ def test_fp16_needs_cuda_and_precision_is_checked(tiny_model):
         optimize(tiny_model, precision="fp16")
     with pytest.raises(ValueError, match="precision"):
         optimize(tiny_model, precision="int8")
+
+
+def test_compiled_model_keeps_every_output():
+    """torch.compile with weight freezing (inductor): one compile of a tiny model (~30 s)."""
+    model = randomize_bn(DMNet(tiny_preset(50)).eval())
+    compiled = optimize(model, compile=True)
+    x = torch.randn(1, 3, 97, 129)
+    with torch.inference_mode():
+        a, b = model.inspect(x), compiled.inspect(x)
+    for k in (1, 3, 5, 7):
+        torch.testing.assert_close(b.branches[k], a.branches[k], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.fused, a.fused, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.aux_logits, a.aux_logits, rtol=1e-4, atol=1e-5)
