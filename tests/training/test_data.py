@@ -38,7 +38,8 @@ def test_cityscapes_label_ids_need_conversion_then_load(tmp_path):
     _, label = data[0]
     expected = np.select([ids == 7, ids == 8, ids == 26, ids == 33], [0, 1, 13, 18], 255)
     np.testing.assert_array_equal(label, expected)
-    assert cityscapes.to_train_ids(np.array([24, 31, 4, 255], np.uint8)).tolist() == [11, 16, 255, 255]
+    ids = np.array([24, 31, 4, 255], np.uint8)
+    assert cityscapes.to_train_ids(ids).tolist() == [11, 16, 255, 255]
 
 
 def test_ade20k_reduces_zero_label(tmp_path):

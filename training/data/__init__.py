@@ -10,7 +10,9 @@ def build_dataset(dataset: str, split: str, root: str | None, size: int = 512):
     """The `split` of `Preset.dataset` under `root`. MultiScaleShapes is generated on the fly
     without a root, and read from its exported folder layout with one."""
     if dataset == "multiscale_shapes":
-        return MultiScaleShapes(split, size=size) if root is None else SegFolder(root, "folder", split)
+        if root is None:
+            return MultiScaleShapes(split, size=size)
+        return SegFolder(root, "folder", split)
     if root is None:
         raise DatasetError(f"--data-root is required for {SPECS[dataset].title}")
     return SegFolder(root, dataset, split)

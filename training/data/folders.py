@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 
-# mmseg LoadAnnotations(reduce_zero_label=True): 0 (background/"other") -> 255, c -> c - 1, 255 stays
+# mmseg LoadAnnotations(reduce_zero_label=True): 0 ("other") -> 255, c -> c - 1, 255 stays
 REDUCE_ZERO_LABEL = np.concatenate([[255], np.arange(254), [255]]).astype(np.uint8)
 
 
@@ -151,7 +151,8 @@ class SegFolder(Dataset):
                 self._fail(f"missing folder {img_dir}")
             stems = sorted(str(p.relative_to(img_dir))[: -len(lay.img_suffix)]
                            for p in img_dir.rglob(f"*{lay.img_suffix}"))
-        pairs = [(img_dir / f"{s}{lay.img_suffix}", seg_dir / f"{s}{lay.seg_suffix}") for s in stems]
+        pairs = [(img_dir / f"{s}{lay.img_suffix}", seg_dir / f"{s}{lay.seg_suffix}")
+                 for s in stems]
         for img, seg in pairs:
             if not img.is_file():
                 self._fail(f"image {img} is missing")
