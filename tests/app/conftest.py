@@ -1,0 +1,156 @@
+"""Fixtures of the app's tests: a tiny demo checkpoint, test images, the served app, Chromium.
+
+The served app is the real `python app.py` in a subprocess on a free port, with
+DMNET_DEMO_CHECKPOINT pointing at a tiny DMNet saved here (nothing is downloaded). Browser
+tests drive Debian's Chromium through Playwright (never `playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dmnet import DMNet
+
+from ..conftest import randomize_bn, tiny_preset
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+# The machine has no network: without these flags Chromium stalls on its background services.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def tiny_model() -> DMNet:
+    torch.manual_seed(0)
+    return randomize_bn(DMNet(tiny_preset()).eval())
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory) -> Path:
+    """A tiny DMNet's bare state dict (its preset is inferred from the shapes when loaded)."""
+    path = tmp_path_factory.mktemp("demo") / "tiny_demo.pth"
+    torch.save(tiny_model().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def demo_env(demo_checkpoint, monkeypatch):
+    """In-process app code sees the tiny checkpoint as the demo model, with empty caches."""
+    from app import models, runtime
+
+    monkeypatch.setenv("DMNET_DEMO_CHECKPOINT", str(demo_checkpoint))
+    for module, name in ((models, "_models"), (models, "_notes"), (models, "_uploads"),
+                         (runtime, "_analyses"), (runtime, "_rankings")):
+        monkeypatch.setattr(module, name, type(getattr(module, name))())
+    return demo_checkpoint
+
+
+def save_scene(path: Path, seed: int = 3, object_scale: float = 1.0) -> tuple[Path, Path]:
+    """A generated scene as an RGB PNG and its true mask as a palette PNG."""
+    from app.images import generate_scene
+
+    image, label = generate_scene(seed, object_scale)
+    Image.fromarray(image).save(path / f"scene{seed}.png")
+    Image.fromarray(label, mode="L").save(path / f"scene{seed}_mask.png")
+    return path / f"scene{seed}.png", path / f"scene{seed}_mask.png"
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory) -> tuple[Path, Path]:
+    return save_scene(tmp_path_factory.mktemp("scene"))
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory) -> Path:
+    """A non-square RGB photograph (scikit-image's bundled coffee, 400x600)."""
+    import skimage.data
+
+    path = tmp_path_factory.mktemp("photo") / "coffee.jpg"
+    Image.fromarray(skimage.data.coffee()).save(path, quality=90)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory, photo) -> Path:
+    """An examples folder like assets/examples: a scene with its true mask, and a photo."""
+    folder = tmp_path_factory.mktemp("examples")
+    save_scene(folder, seed=7)
+    (folder / "coffee.jpg").write_bytes(photo.read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(demo_checkpoint, examples, tmp_path_factory):
+    """The real app (`python app.py`) served on a free port; yields its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "app.log"
+    env = {**os.environ, "DMNET_DEMO_CHECKPOINT": str(demo_checkpoint),
+           "DMNET_EXAMPLES": str(examples),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url + "/config", timeout=2)  # noqa: S310 -- local
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the app did not start:\n" + log.read_text()[-3000:]) \
+                        from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright launches Debian's Chromium with flags that work offline."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+def rgb_noise(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -1,0 +1,43 @@
+"""The inference layer agrees with dmnet.predict; sweep frames and filter banks: shapes."""
+
+import numpy as np
+import pytest
+
+import dmnet
+from app.analysis import analyse, filter_bank, reference_images, sweep_frame
+
+from .conftest import rgb_noise, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.mark.parametrize("shape", [(100, 140), (512, 512), (37, 300)])
+def test_prediction_is_dmnet_predict(model, shape):
+    image = rgb_noise(*shape, seed=shape[0])
+    a = analyse(model, image)
+    np.testing.assert_array_equal(a.label, dmnet.predict(model, image).argmax(0).numpy())
+    c = model.preset.head_channels
+    assert a.filters[3].shape == (c, 3, 3) and a.branches[7].shape == (c, *a.feature_size)
+    assert a.x_mean.shape == a.feature_size and a.part_names == ("x", "k=1", "k=3", "k=5", "k=7")
+    assert a.seconds > 0
+
+
+def test_sweep_frame_feeds_the_resized_image_as_it_is(model):
+    image = rgb_noise(64, 96)
+    frame = sweep_frame(model, image, 2.0)
+    assert frame.input_size == (128, 192) and frame.label.shape == (64, 96)
+    assert frame.filters[5].shape == (model.preset.head_channels, 5, 5)
+    same = sweep_frame(model, image, 1.0)
+    assert same.input_size == (64, 96)
+
+
+def test_filter_bank_and_reference_images(model):
+    refs = reference_images("multiscale_shapes", count=3, side=64)
+    assert len(refs) == 3 and refs[0].shape == (64, 64, 3)
+    bank = filter_bank(model, refs)
+    assert bank[7].shape == (3, model.preset.head_channels, 7, 7)
+    photos = reference_images("cityscapes", count=2, side=96)
+    assert len(photos) == 2 and max(photos[0].shape[:2]) == 96 and photos[0].dtype == np.uint8
