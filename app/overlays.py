@@ -1,0 +1,83 @@
+"""Images made from arrays: coloured label maps, blends, highlights, thumbnails, data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+# Colours of the bottleneck's inputs in every view: the skip path x, then k = 1, 3, 5, 7.
+PART_COLORS = {"x": (130, 130, 130), "k=1": (31, 119, 180), "k=3": (44, 160, 44),
+               "k=5": (255, 127, 14), "k=7": (148, 103, 189)}
+EXTRA_COLORS = [(23, 190, 207), (188, 189, 34), (227, 119, 194), (140, 86, 75)]
+
+
+def part_color(name: str, index: int = 0) -> tuple[int, int, int]:
+    return PART_COLORS.get(name, EXTRA_COLORS[index % len(EXTRA_COLORS)])
+
+
+def hex_color(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def colorize(label: np.ndarray, palette: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """(H, W, 3) uint8 colours of a label map; ids outside the palette (255 = ignore) are black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:len(palette)] = np.asarray(palette, np.uint8)
+    return lut[np.clip(label, 0, 255).astype(np.uint8)]
+
+
+def blend(image: np.ndarray, color: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
+    """image * (1 - alpha) + color * alpha, as uint8; alpha a number or an (H, W) map."""
+    a = np.asarray(alpha, np.float32)
+    a = a[..., None] if a.ndim == 2 else a
+    return (image * (1 - a) + color * a + 0.5).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, label: np.ndarray, palette: tuple[tuple[int, int, int], ...],
+            alpha: float = 0.6) -> np.ndarray:
+    """The image with its label map's colours blended in."""
+    return blend(image, colorize(label, palette), alpha)
+
+
+def changes(image: np.ndarray, before: np.ndarray, after: np.ndarray,
+            palette: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """Changed pixels in their new class colour; the rest of the image in faded gray."""
+    gray = image.mean(-1, keepdims=True).repeat(3, -1) * 0.5 + 96
+    changed = before != after
+    return np.where(changed[..., None], colorize(after, palette), gray).astype(np.uint8)
+
+
+def upsample_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) -> (H, W) by nearest neighbour, each input cell covering its share of the output."""
+    h, w = values.shape[:2]
+    rows = np.minimum((np.arange(size[0]) * h) // size[0], h - 1)
+    cols = np.minimum((np.arange(size[1]) * w) // size[1], w - 1)
+    return values[rows][:, cols]
+
+
+def dominance(image: np.ndarray, winner: np.ndarray, colors: list[tuple[int, int, int]],
+              alpha: float = 0.65) -> np.ndarray:
+    """The image coloured by which part wins at each feature cell (winner: (h8, w8) indices)."""
+    lut = np.asarray(colors, np.uint8)
+    return blend(image, lut[upsample_nearest(winner, image.shape[:2])], alpha)
+
+
+def thumbnail(image: np.ndarray, side: int = 256) -> np.ndarray:
+    """The image with its long side at most `side` pixels."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        return image
+    f = side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return np.array(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def data_uri(image: np.ndarray, fmt: str = "JPEG") -> str:
+    """A data: URI of the image, for plotly's Image trace (small thumbnails keep figures light)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, quality=88)
+    mime = "jpeg" if fmt == "JPEG" else fmt.lower()
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode()
