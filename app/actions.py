@@ -1,0 +1,242 @@
+"""One function per user action and API endpoint: Gradio values in, display values out.
+
+Each takes the model key and the image file (so API calls stand alone), finds the cached
+`Analysis` through `runtime.see`, and returns figures and images from `app.figures` and
+`app.overlays`. Failures become readable messages (`runtime.user_errors`).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from . import models, overlays
+from .analysis import X, alone_label, branch_name, margin_shares
+from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, pooling_grid
+from .filters import shared_range
+from .images import generate_scene
+from .metrics import iou, mean_iou, pixel_share
+from .runtime import Seen, channel_choices, gpu, ranking, see, user_errors, valid_channel
+
+NO_HIGHLIGHT = "(none)"
+FILTER_SIZES = (1, 3, 5, 7)  # the columns of the Branches tab (every published DMNet's sizes)
+THUMB = 256  # side of the images inside plotly figures
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+@user_errors
+@gpu
+def load_model(key: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+    """Load a model (downloading an official one on first use) and describe it."""
+    progress(0, desc="loading the model")
+    model = models.get_model(key)
+    progress(0.6, desc="ranking filter channels on reference inputs")
+    ranking(key)
+    p = model.preset
+    notes = "".join(f"\n\n> {n}" for n in models.load_notes(key))
+    published = f" · published mIoU {p.miou:.2f}" if p.miou else ""
+    return (f"**{models.label_of(key)}** on {models.device_note()}  \n"
+            f"preset `{p.name}`{published} · {p.num_classes} classes · filter sizes "
+            f"{', '.join(map(str, p.filter_sizes))} · head width {p.head_channels}{notes}")
+
+
+def startup(key: str) -> str:
+    """Page load: load the picked model, or say that the demo checkpoint is missing."""
+    if key == models.DEMO and not models.demo_checkpoint().is_file():
+        return model_status()
+    return load_model(key)
+
+
+def model_status() -> str:
+    """The status line shown before any model is loaded."""
+    if not models.demo_checkpoint().is_file():
+        return "⚠️ " + models.demo_missing_message()
+    return f"Models run on {models.device_note()}."
+
+
+def refresh_choices(key: str) -> gr.Dropdown:
+    return gr.Dropdown(choices=models.choices(), value=key)
+
+
+@user_errors
+def upload_checkpoint(path: str | None) -> gr.Dropdown:
+    """Check an uploaded .pth (it must be a DMNet checkpoint) and select it in the picker."""
+    if not path:
+        raise gr.Error("Choose a .pth file first.")
+    key = models.register_upload(path, Path(path).name)
+    return gr.Dropdown(choices=models.choices(), value=key)
+
+
+def require_image(path: str | None) -> None:
+    """Stop an event chain quietly while there is no image (e.g. the image was cleared)."""
+    if not path:
+        raise gr.Error("no image", visible=False, print_exception=False)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+@user_errors
+def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
+    """A MultiScaleShapes scene and its true mask (a palette PNG of class ids)."""
+    image, label = generate_scene(int(seed), float(object_scale))
+    out = Path(tempfile.mkdtemp(prefix="dmnet-scene-")) / f"scene_{int(seed)}_mask.png"
+    mask = Image.fromarray(label, mode="P")
+    mask.putpalette([v for rgb in models.PRESETS[models.SMALL_PRESET].palette for v in rgb])
+    mask.save(out)
+    return image, str(out)
+
+
+def describe(seen: Seen) -> str:
+    """Markdown: what ran on what, how long it took, and what was done to the input."""
+    a = seen.analysis
+    h, w = a.image.shape[:2]
+    lines = [f"{w}×{h} image → model input {a.input_size[1]}×{a.input_size[0]} → features "
+             f"{a.feature_size[1]}×{a.feature_size[0]} · forward pass + split "
+             f"{a.seconds * 1000:.0f} ms on {models.device_note()}"]
+    if seen.truth is not None:
+        m = mean_iou(a.label, seen.truth, len(a.classes))
+        lines.append(f"mIoU against the true mask: **{100 * m:.1f}%**")
+    lines += [f"ℹ️ {n}" for n in seen.notices]
+    return "  \n".join(lines)
+
+
+# --- segmentation ---------------------------------------------------------------------------------
+
+@user_errors
+@gpu
+def segment(key: str, image: str | None, truth: str | None, opacity: float, highlight: str | None):
+    """The overlay, the classes' pixel share (and IoU), and a description."""
+    seen = see(key, image, truth)
+    a = seen.analysis
+    k = len(a.classes)
+    share = pixel_share(a.label, k)
+    present = [c for c in range(k) if share[c] > 0 or (seen.truth is not None
+                                                        and (seen.truth == c).any())]
+    names = [a.classes[c] for c in present]
+    highlight = highlight if highlight in names else None
+    annotations = []
+    for c in present:
+        alpha = opacity if highlight is None else (0.9 if a.classes[c] == highlight
+                                                   else opacity * 0.15)
+        annotations.append(((a.label == c).astype(np.float32) * alpha, a.classes[c]))
+    colors = {a.classes[c]: overlays.hex_color(a.palette[c]) for c in range(k)}
+    per_iou = iou(a.label, seen.truth, k) if seen.truth is not None else None
+    bars = class_bars(names, [a.palette[c] for c in present], [float(share[c]) for c in present],
+                      None if per_iou is None else [float(per_iou[c]) for c in present])
+    rows = [[a.classes[c], round(100 * float(share[c]), 2),
+             None if per_iou is None or not math.isfinite(per_iou[c])
+             else round(100 * float(per_iou[c]), 1)] for c in present]
+    return (gr.AnnotatedImage(value=(a.image, annotations), color_map=colors),
+            gr.Dropdown(choices=[NO_HIGHLIGHT, *names], value=highlight or NO_HIGHLIGHT),
+            bars, rows, describe(seen))
+
+
+def select_class(evt: gr.SelectData) -> str:
+    """Clicking a class in the overlay or its legend highlights it."""
+    value = evt.value
+    if isinstance(value, (list, tuple)) and value:
+        value = value[-1]
+    return value if isinstance(value, str) else NO_HIGHLIGHT
+
+
+# --- branches -------------------------------------------------------------------------------------
+
+def agreement(label: np.ndarray, fused: np.ndarray) -> float:
+    return float((label == fused).mean())
+
+
+@user_errors
+@gpu
+def branch_column(key: str, image: str | None, k: int, channel: int | None):
+    """One branch's column: channel picker, filter, pooling grid, activations, alone prediction."""
+    seen = see(key, image)
+    a = seen.analysis
+    r = ranking(key)
+    k = int(k)
+    if k not in a.filters:
+        raise gr.Error(f"this model has no branch with filter size {k} "
+                       f"(its sizes are {a.filter_sizes})")
+    c = valid_channel(r, k, channel)
+    thumb = overlays.thumbnail(a.image, THUMB)
+    zmax = shared_range(list(a.filters.values()))
+    act = a.branches[k]
+    alone = alone_label(a, branch_name(k))
+    rank = int(np.flatnonzero(r.order[k] == c)[0]) + 1
+    return (
+        gr.Dropdown(choices=channel_choices(r, k), value=c),
+        filter_heatmap(a.filters[k][c], zmax, f"k={k} filter, ch {c} (#{rank} dynamic)"),
+        pooling_grid(thumb, a.feature_size, k),
+        activation_overlay(thumb, act.mean(0).numpy(), f"k={k} output: channel mean"),
+        activation_overlay(thumb, act[c].numpy(), f"k={k} output: channel {c}"),
+        overlays.overlay(a.image, alone, a.palette),
+        f"k={k} alone agrees with the fused prediction on "
+        f"**{100 * agreement(alone, a.label):.1f}%** of pixels",
+    )
+
+
+@user_errors
+@gpu
+def skip_column(key: str, image: str | None):
+    """The x column: the backbone features that skip the DCMs, and their prediction alone."""
+    seen = see(key, image)
+    a = seen.analysis
+    thumb = overlays.thumbnail(a.image, THUMB)
+    norm = a.split.parts[a.part_names.index(X)].norm(dim=0).numpy()
+    alone = alone_label(a, X)
+    return (
+        activation_overlay(thumb, a.x_mean, "x: channel mean"),
+        activation_overlay(thumb, norm, "x → bottleneck (L2 norm)"),
+        overlays.overlay(a.image, alone, a.palette),
+        f"x alone agrees with the fused prediction on "
+        f"**{100 * agreement(alone, a.label):.1f}%** of pixels",
+    )
+
+
+@user_errors
+@gpu
+def fused(key: str, image: str | None):
+    """The fused prediction (all branches), to compare the columns with."""
+    a = see(key, image).analysis
+    return overlays.overlay(a.image, a.label, a.palette)
+
+
+# --- attribution ----------------------------------------------------------------------------------
+
+@user_errors
+@gpu
+def attribution(key: str, image: str | None):
+    """Which input of the bottleneck decides each pixel, and how often each one does."""
+    a = see(key, image).analysis
+    margins = margin_shares(a)  # (P, h8, w8)
+    winner = margins.argmax(0)
+    names = list(a.part_names)
+    colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
+    wins = np.bincount(winner.ravel(), minlength=len(names)) / winner.size
+    magnitude = np.abs(margins).sum((1, 2))
+    magnitude = magnitude / max(magnitude.sum(), 1e-12)
+    legend = " ".join(f"<span style='display:inline-block;padding:2px 8px;margin:2px;"
+                      f"border-radius:4px;color:white;background:{overlays.hex_color(c)}'>{n}</span>"
+                      for n, c in zip(names, colors, strict=True))
+    rows = [[n, round(100 * float(w), 1), round(100 * float(m), 1)]
+            for n, w, m in zip(names, wins, magnitude, strict=True)]
+    return (overlays.dominance(a.image, winner, colors),
+            part_bars(names, [float(w) for w in wins], colors,
+                      "share of pixels where each input contributes most to the decision"),
+            rows, legend)
+
+
+@user_errors
+@gpu
+def branches(key: str, image: str | None, ch1: int | None, ch3: int | None, ch5: int | None,
+             ch7: int | None):
+    """The whole Branches tab: fused prediction, the x column, then one column per filter size."""
+    out = [fused(key, image), *skip_column(key, image)]
+    for k, channel in zip(FILTER_SIZES, (ch1, ch3, ch5, ch7), strict=True):
+        out += branch_column(key, image, k, channel)
+    return tuple(out)

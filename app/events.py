@@ -1,0 +1,127 @@
+"""Wiring of the app's events: which action runs on what, with which API name.
+
+Named endpoints (`api_name`): load_model, upload_checkpoint, generate_scene, segment, branches,
+branch_column, attribution, ablate, compare, sweep. Events that run the network share one
+concurrency group (`HEAVY`), so users queue for the model instead of overloading it. The same
+action wired to several triggers is named once and "undocumented" elsewhere (Gradio would
+otherwise number the names), so the named events are wired first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import actions, experiments
+
+HEAVY = dict(concurrency_id="model", concurrency_limit=2)  # events that run the network
+QUIET = dict(queue=False, api_visibility="private")  # gates and UI-only helpers
+
+
+@dataclass
+class Chain:
+    """segment -> branches -> attribution -> ablation, run whenever the image or model changes."""
+
+    inp: dict
+    seg: dict
+    br: dict
+    att: dict
+
+    def __post_init__(self) -> None:
+        inp, seg, br, att = self.inp, self.seg, self.br, self.att
+        self.channels = [br["columns"][k].channel for k in actions.FILTER_SIZES]
+        self.seg_in = [inp["model"], inp["image"], inp["truth"], seg["opacity"], seg["highlight"]]
+        self.seg_out = [seg["overlay"], seg["highlight"], seg["bars"], seg["table"], inp["notes"]]
+        self.br_out = [br["fused"]] + [c for col in br["columns"].values() for c in col.outputs]
+        self.att_out = [att["dominance"], att["bars"], att["table"], att["legend"]]
+        self.abl_in = [inp["model"], inp["image"], inp["truth"], att["mode"], att["parts"]]
+        self.abl_out = [att["changed"], att["changes"], att["summary"]]
+
+    def after(self, event, named: bool = False):
+        """Run the chain after `event` succeeds (and only while there is an image)."""
+        def api(name: str) -> dict:
+            return dict(api_name=name) if named else dict(api_visibility="undocumented")
+
+        model, image = self.inp["model"], self.inp["image"]
+        gate = event.success(actions.require_image, [image], None, **QUIET)
+        return (gate.success(actions.segment, self.seg_in, self.seg_out, **HEAVY, **api("segment"))
+                .success(actions.branches, [model, image, *self.channels], self.br_out, **HEAVY,
+                         **api("branches"))
+                .success(actions.attribution, [model, image], self.att_out, **HEAVY,
+                         **api("attribution"))
+                .success(experiments.ablate, self.abl_in, self.abl_out, **HEAVY,
+                         api_visibility="undocumented"))
+
+
+def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, sw: dict) -> None:
+    chain = Chain(inp, seg, br, att)
+    att["run"].click(experiments.ablate, chain.abl_in, chain.abl_out, api_name="ablate", **HEAVY)
+    wire_inputs(inp, chain)
+    wire_models(demo, inp, cmp, chain)
+    wire_views(inp, seg, br, chain)
+    wire_compare(inp, cmp)
+    wire_sweep(inp, sw, chain)
+
+
+def wire_inputs(inp: dict, chain: Chain) -> None:
+    """A new image or mask (upload, paste, example, generated scene) re-runs the views."""
+    image, truth = inp["image"], inp["truth"]
+    inp["scene"].click(actions.make_scene, [inp["seed"], inp["scale"]], [image, truth],
+                       api_name="generate_scene")
+    changed = gr.on([image.change, truth.change], lambda: None, None, None, **QUIET)
+    chain.after(changed, named=True)
+    if inp["examples"] is not None:  # the change events of an example's values see no image yet
+        chain.after(inp["examples"].load_input_event)
+
+
+def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
+    """Load the model on start and on a pick; an uploaded checkpoint joins the picker."""
+    model, info = inp["model"], inp["info"]
+    picker = [model, cmp["branch"], cmp["channel"]]
+    loaded = demo.load(actions.startup, [model], [info], api_visibility="private", **HEAVY)
+    loaded.then(actions.refresh_choices, [model], [model], **QUIET).success(
+        experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
+    picked = model.input(actions.load_model, [model], [info], api_name="load_model", **HEAVY)
+    picked.then(actions.refresh_choices, [model], [model], **QUIET)
+    chain.after(picked)
+    uploaded = inp["ckpt"].upload(actions.upload_checkpoint, [inp["ckpt"]], [model],
+                                  api_name="upload_checkpoint", **HEAVY)
+    chain.after(uploaded.success(actions.load_model, [model], [info],
+                                 api_visibility="undocumented", **HEAVY))
+    gr.on([cmp["branch"].change, model.change], experiments.channel_picker, picker,
+          [cmp["channel"]], api_visibility="private", **HEAVY)
+
+
+def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
+    """Re-draws from the cached analysis: opacity, highlighted class, one branch's channel."""
+    gr.on([seg["opacity"].release, seg["highlight"].input], actions.segment, chain.seg_in,
+          chain.seg_out, trigger_mode="always_last", api_visibility="undocumented", **HEAVY)
+    seg["overlay"].select(actions.select_class, None, [seg["highlight"]], **QUIET).then(
+        actions.segment, chain.seg_in, chain.seg_out, api_visibility="undocumented", **HEAVY)
+    for i, k in enumerate(actions.FILTER_SIZES):
+        col = br["columns"][k]
+        size = gr.Number(k, visible=False)
+        col.channel.input(actions.branch_column, [inp["model"], inp["image"], size, col.channel],
+                          col.outputs, api_name="branch_column" if i == 0 else None,
+                          api_visibility="public" if i == 0 else "undocumented", **HEAVY)
+
+
+def wire_compare(inp: dict, cmp: dict) -> None:
+    """Image A is the main image; B is uploaded or generated; Compare or a new B re-runs."""
+    cmp["scene_b"].click(lambda seed: actions.make_scene(seed, 1.0)[0], [cmp["seed_b"]],
+                         [cmp["image_b"]], api_visibility="private")
+    cmp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["branch"], cmp["channel"]]
+    cmp_out = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"]]
+    cmp["run"].click(experiments.compare, cmp_in, cmp_out, api_name="compare", **HEAVY)
+    cmp["image_b"].change(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
+        experiments.compare, cmp_in, cmp_out, api_visibility="undocumented", **HEAVY)
+
+
+def wire_sweep(inp: dict, sw: dict, chain: Chain) -> None:
+    """The sweep is a generator: it streams each scale, and Stop cancels it between scales."""
+    swept = sw["run"].click(experiments.sweep,
+                            [inp["model"], inp["image"], inp["truth"], *chain.channels],
+                            [sw["animation"], sw["lines"], sw["gallery"], sw["status"]],
+                            api_name="sweep", **HEAVY)
+    sw["stop"].click(None, None, None, cancels=[swept], api_visibility="private")

@@ -1,0 +1,151 @@
+"""What the actions share at run time: cached analyses, channel rankings, error handling, GPU.
+
+Every endpoint takes (model key, image file) and finds the `Analysis` of that pair here, so a view
+opened after the segmentation costs no second forward pass, and API calls stay stateless.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from dmnet import CheckpointError, DMNet
+
+from . import models
+from .analysis import Analysis, analyse, filter_bank, reference_images
+from .filters import input_dependence, rank_channels
+from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key, read_image,
+                     read_mask)
+
+log = logging.getLogger("dmnet.app")
+ANALYSES_KEPT = 4
+
+try:  # Hugging Face ZeroGPU: run the decorated functions on a GPU; a no-op elsewhere
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+@dataclass
+class Seen:
+    """An image as one model sees it."""
+
+    key: str  # model key
+    model: DMNet
+    analysis: Analysis
+    notices: list[str]  # what was done to the input
+    truth: np.ndarray | None  # (H, W) true class ids, 255 = ignore
+
+
+@dataclass
+class Ranking:
+    """Channels of each branch, sorted by how much their filters vary across reference inputs."""
+
+    order: dict[int, np.ndarray]  # k -> channel indices, most input-dependent first
+    score: dict[int, np.ndarray]  # k -> (C,) the std of the filter taps across inputs
+
+
+_analyses: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
+_rankings: dict[str, Ranking] = {}
+_lock = threading.Lock()
+
+
+def picture(model: DMNet, path: str | Path | None) -> Picture:
+    """The image file decoded and fitted to the model's test scale (with notices)."""
+    return fit_to_test_scale(read_image(path), model.preset)
+
+
+def see(key: str, path: str | Path | None, truth_path: str | Path | None = None) -> Seen:
+    """Load the model, decode the image, and analyse it (or take the cached analysis)."""
+    if path is None:
+        raise InputError(NO_IMAGE)
+    model = models.get_model(key)
+    pic = picture(model, path)
+    cache_key = (key, image_key(pic.image))
+    with _lock:
+        found = _analyses.get(cache_key)
+        if found is not None:
+            _analyses.move_to_end(cache_key)
+    if found is None:
+        found = analyse(model, pic.image)
+        with _lock:
+            _analyses[cache_key] = found
+            while len(_analyses) > ANALYSES_KEPT:
+                _analyses.popitem(last=False)
+    truth = read_mask(truth_path, pic.image.shape[:2], model.preset.num_classes)
+    return Seen(key, model, found, pic.notices, truth)
+
+
+def ranking(key: str) -> Ranking:
+    """The channel ranking of a model, computed once from its reference inputs."""
+    with _lock:
+        if key in _rankings:
+            return _rankings[key]
+    model = models.get_model(key)
+    bank = filter_bank(model, reference_images(model.preset.dataset))
+    score = {k: input_dependence(b) for k, b in bank.items()}
+    result = Ranking({k: rank_channels(s) for k, s in score.items()}, score)
+    with _lock:
+        _rankings[key] = result
+    return result
+
+
+def channel_choices(r: Ranking, k: int) -> list[tuple[str, int]]:
+    """Dropdown entries for branch k: most input-dependent channel first, with its score."""
+    return [(f"ch {c} · varies {r.score[k][c]:.3g}", int(c)) for c in r.order[k]]
+
+
+def valid_channel(r: Ranking, k: int, channel: int | float | str | None) -> int:
+    """The requested channel if it exists in branch k, else the most input-dependent one."""
+    try:
+        c = int(channel)
+    except (TypeError, ValueError):
+        return int(r.order[k][0])
+    return c if 0 <= c < len(r.order[k]) else int(r.order[k][0])
+
+
+USER_ERRORS = (InputError, CheckpointError)
+
+
+def _as_gr_error(err: Exception) -> gr.Error:
+    if isinstance(err, USER_ERRORS):
+        return gr.Error(str(err), title="Cannot do that", print_exception=False)
+    log.exception("unexpected error in the app")
+    return gr.Error(f"Unexpected error ({type(err).__name__}: {str(err).splitlines()[0][:300]}). "
+                    "The details are in the server log.", print_exception=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Show every failure as a readable message in the UI (gr.Error), never a traceback."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as err:  # noqa: BLE001 -- every failure becomes a message
+                raise _as_gr_error(err) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise _as_gr_error(err) from None
+    return wrapper

@@ -1,0 +1,105 @@
+"""The teaching text beside every view: what is shown, how it is computed, what to look for."""
+
+from __future__ import annotations
+
+PAPER = ("He, Deng, Qiao, *Dynamic Multi-Scale Filters for Semantic Segmentation*, ICCV 2019 "
+         "([paper](https://openaccess.thecvf.com/content_ICCV_2019/papers/He_Dynamic_Multi-Scale_"
+         "Filters_for_Semantic_Segmentation_ICCV_2019_paper.pdf), [mmsegmentation config]"
+         "(https://github.com/open-mmlab/mmsegmentation/tree/main/configs/dmnet))")
+
+INTRO = f"""# DMNet Explorer
+How DMNet's **dynamic multi-scale filters** adapt to *your* image. For each filter size k, DMNet
+pools the image's features to k×k, turns the pooled map into one k×k filter per channel, and
+convolves the features with those filters. The filters are computed from the image: a different
+image gets different filters. — {PAPER}"""
+
+INPUTS = """Upload, paste or photograph an image, pick an example, or **generate a scene** from
+MultiScaleShapes (this project's synthetic data: six shape classes at every size, colours that
+do not give the class away). A generated scene comes with its **true mask**, so every view can
+show where the prediction is right."""
+
+SEGMENT = f"""**What you see.** The prediction of the whole network, blended over the image.
+Hover a class in the legend to highlight it, or click it (or pick it below) to dim the others.
+The bars give each class's share of the pixels and, with a true mask, its IoU (intersection over
+union of predicted and true pixels).
+
+**How it is computed.** As mmsegmentation's test pipeline: the image is resized to the model's
+test scale, the decode head's logits (at 1/8 resolution) are resized back bilinearly, and each
+pixel takes its highest-scoring class. Images larger than the test scale are downscaled first.
+
+Reference: {PAPER}."""
+
+BRANCHES = f"""**One column per input of the bottleneck.** DMNet concatenates the backbone
+features **x** with the outputs of four Dynamic Convolutional Modules (DCMs), one per filter size
+k = 1, 3, 5, 7. In each DCM:
+1. **Pooling grid** — x is average-pooled to k×k. The grid over the image shows the bins; where
+   the feature size is not divisible by k the bins overlap (darker bands), exactly as
+   `adaptive_avg_pool2d` does.
+2. **Generated filters** — a 1×1 conv maps each pooled cell to one tap of a k×k filter *per
+   channel*. The heatmap shows one channel's filter; the colour scale is shared by all columns.
+   The channel picker lists channels by how much their filter varies across different inputs
+   (standard deviation over reference images): the top ones are the most *dynamic*.
+3. **Activations** — x, reduced by a 1×1 conv, is convolved depthwise: channel c with its own
+   filter, the same at every position. The maps show the output's channel mean and the chosen
+   channel, over the pixels each feature cell sees.
+4. **Alone** — the prediction if the bottleneck saw only this input (the others set to zero).
+
+For k = 1 the "filter" is one number per channel: a gain computed from the global average of the
+image. Larger k keep more of the layout of the context in the filter. Compare the alone
+predictions with the fused one above: no single branch does the whole job.
+
+Reference: {PAPER}."""
+
+SKIP_COLUMN = """**x** is the backbone's last feature map. It reaches the bottleneck
+unchanged, next to the four DCM outputs: no filter is generated for it. Below: its channel
+mean, the size of its contribution to the bottleneck, and the prediction from x alone."""
+
+ATTRIBUTION = f"""**Exact attribution.** The bottleneck is a 3×3 conv over the concatenation
+[x, k=1, k=3, k=5, k=7], then BatchNorm, then ReLU. The conv is linear, so its output is exactly
+the sum of the conv applied to each input's channels with its slice of the weight; BatchNorm
+(in evaluation) scales each channel, which distributes over the sum, and adds a shift once.
+For this image the ReLU's on/off pattern is fixed, and the classifier is linear, so each pixel's
+**logit margin** (top class minus runner-up) splits exactly into one term per input (plus a
+constant). The map colours each pixel by the input with the largest term: the one that decided it.
+
+**Ablation.** Remove inputs (or keep only some): their part of the bottleneck is set to zero, as
+if the branch output were zero, and the rest of the head runs again. Changed pixels are shown in
+their new class colour over a faded image; the table lists each class's share before and after
+(and IoU with a true mask).
+
+Reference: {PAPER}."""
+
+COMPARE = f"""**Adaptation, made visible.** The same model, the same branch and channel, two
+images: the filters differ because they are computed from each image. The line plot gives, for
+every channel of every branch with k > 1, the cosine similarity of A's and B's filter: 1 = the
+same shape (up to scale), 0 = unrelated, −1 = inverted. Channels near 1 act like a static
+filter; channels far from 1 are where DMNet adapts. (For k = 1 a filter is a single number, so
+only the whole bank's cosine is given in the table.)
+
+Reference: {PAPER}."""
+
+SWEEP = f"""**Scale sweep.** The image is resized from 0.5× to 2× and fed to the network *as it
+is* (bypassing the test-time resize), so objects really appear smaller or larger. The pooled
+context changes with the scale, so the generated filters change: the left plot gives each
+branch's filter bank's cosine similarity to the 1× filters, the right one how many pixels keep
+their 1× class (and the mIoU against a true mask). Use the slider (or ▶) on the animation to see
+the prediction and each branch's chosen channel (from the Branches tab) at every scale. Stop
+cancels the sweep between scales.
+
+Reference: {PAPER}."""
+
+ABOUT = f"""## About DMNet
+DMNet (Dynamic Multi-scale Network) segments an image with a dilated ResNet backbone (output
+stride 8) and a head of parallel **Dynamic Convolutional Modules** (DCMs). Where earlier
+multi-scale heads use fixed filters of several sizes, dilation rates or pooling grids, a DCM
+*generates* its filters from the input: the features are average-pooled to k×k and a 1×1
+convolution turns the pooled map into one k×k filter per channel. The features, reduced by a 1×1
+convolution, are then convolved depthwise with these filters (each channel with its own filter),
+normalised and rectified. The outputs of the DCMs (k = 1, 3, 5, 7 in the published models) are
+concatenated with the backbone features and fused by a 3×3 convolution before the classifier.
+
+This app runs a plain-PyTorch DMNet that loads mmsegmentation's checkpoints unchanged: the
+bundled demo model (a small ResNet-18 DMNet trained on MultiScaleShapes) or the 12 official
+Cityscapes and ADE20K models. Every view comes from one forward pass (`DMNet.inspect`).
+
+{PAPER}"""

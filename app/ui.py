@@ -1,0 +1,223 @@
+"""The Gradio app: lays out `gr.Blocks` and wires events to `app.actions` / `app.experiments`.
+
+Nothing is computed here. Every main action is a named API endpoint (see README, "The app").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import actions, models, text
+from .diagram import architecture_svg
+from .events import wire
+from .images import list_examples
+
+EXAMPLES_DIR = models.ROOT / "assets" / "examples"  # or $DMNET_EXAMPLES
+CSS = """
+.teach { font-size: 0.92em; background: var(--block-background-fill); padding: 4px 10px;
+         border-radius: 8px; }
+.col-head { text-align: center; font-weight: 600; }
+"""
+
+
+@dataclass
+class Column:
+    """The components of one column of the Branches tab."""
+
+    channel: gr.Dropdown | None
+    plots: list[gr.Plot]
+    alone: gr.Image
+    note: gr.Markdown
+
+    @property
+    def outputs(self) -> list:
+        return [c for c in [self.channel, *self.plots, self.alone, self.note] if c is not None]
+
+
+def image_input(label: str, elem_id: str) -> gr.Image:
+    """An image input (upload, webcam, clipboard) that hands the file over undecoded, so that
+    `app.images.read_image` turns any bad file into a clear message. (An instance override,
+    not a subclass: Gradio writes a .pyi stub next to every module that subclasses a component.)
+    """
+    image = gr.Image(label=label, type="filepath", image_mode=None, format="png", height=300,
+                     sources=["upload", "webcam", "clipboard"], elem_id=elem_id)
+    decode = image.preprocess
+
+    def undecoded(payload):  # noqa: ANN001, ANN202 -- Gradio's FileData payload
+        return payload.path if payload is not None and payload.path else decode(payload)
+
+    image.preprocess = undecoded
+    return image
+
+
+def branch_column(name: str, k: int | None) -> Column:
+    gr.Markdown(name, elem_classes="col-head")
+    channel = None
+    plots = []
+    if k is None:
+        gr.Markdown(text.SKIP_COLUMN, elem_classes="teach")
+    else:
+        channel = gr.Dropdown(label="channel (most input-dependent first)", choices=[],
+                              allow_custom_value=True)
+        plots += [gr.Plot(show_label=False), gr.Plot(show_label=False)]
+    plots += [gr.Plot(show_label=False), gr.Plot(show_label=False)]
+    alone = gr.Image(label=f"{name} alone", interactive=False, height=220, format="jpeg")
+    return Column(channel, plots, alone, gr.Markdown())
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title="DMNet Explorer", fill_width=True) as demo:
+        gr.Markdown(text.INTRO)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                inputs = input_panel()
+            with gr.Column(scale=4):
+                with gr.Tabs():
+                    with gr.Tab("Segmentation", id="segmentation"):
+                        seg = segmentation_tab()
+                    with gr.Tab("Branches", id="branches"):
+                        br = branches_tab()
+                    with gr.Tab("Attribution & ablation", id="attribution"):
+                        att = attribution_tab()
+                    with gr.Tab("Compare A/B", id="compare"):
+                        cmp = compare_tab()
+                    with gr.Tab("Scale sweep", id="sweep"):
+                        sw = sweep_tab()
+                    with gr.Tab("About DMNet", id="about"):
+                        gr.HTML(architecture_svg())
+                        gr.Markdown(text.ABOUT)
+        wire(demo, inputs, seg, br, att, cmp, sw)
+    return demo
+
+
+def input_panel() -> dict:
+    model = gr.Dropdown(label="Model", choices=models.choices(), value=models.DEMO,
+                        allow_custom_value=True)  # uploads join the choices later
+    info = gr.Markdown(actions.model_status(), elem_id="model-info")
+    with gr.Accordion("Upload a DMNet checkpoint (.pth)", open=False):
+        ckpt = gr.File(label="checkpoint", file_types=[".pth", ".pt", ".bin"], type="filepath")
+    image = image_input("Image", "input-image")
+    with gr.Accordion("True mask (optional: a PNG of class ids)", open=False):
+        truth = gr.File(label="true mask", file_types=[".png"], type="filepath")
+    notes = gr.Markdown(elem_id="input-notes")
+    rows = list_examples(os.environ.get("DMNET_EXAMPLES") or EXAMPLES_DIR)
+    examples = None
+    if rows:
+        examples = gr.Examples([[i, m] for i, m in rows], inputs=[image, truth],
+                               label="Examples")
+    else:
+        gr.Markdown("*No example images in `assets/examples/` yet: generate a scene.*")
+    with gr.Group():
+        seed = gr.Number(label="scene seed", value=0, precision=0, minimum=0)
+        scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="object size (zoom)")
+        scene = gr.Button("Generate a scene", variant="secondary")
+    gr.Markdown(text.INPUTS, elem_classes="teach")
+    return dict(model=model, info=info, ckpt=ckpt, image=image, truth=truth, notes=notes,
+                seed=seed, scale=scale, scene=scene, examples=examples)
+
+
+def segmentation_tab() -> dict:
+    with gr.Row():
+        with gr.Column(scale=3):
+            overlay = gr.AnnotatedImage(label="prediction", height=480, show_legend=True,
+                                        elem_id="overlay")
+            with gr.Row():
+                opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="opacity")
+                highlight = gr.Dropdown(label="highlight class", choices=[actions.NO_HIGHLIGHT],
+                                        value=actions.NO_HIGHLIGHT)
+        with gr.Column(scale=2):
+            bars = gr.Plot(show_label=False)
+            table = gr.Dataframe(headers=["class", "pixels %", "IoU %"], interactive=False,
+                                 label="per class")
+    gr.Markdown(text.SEGMENT, elem_classes="teach")
+    return dict(overlay=overlay, opacity=opacity, highlight=highlight, bars=bars, table=table)
+
+
+def branches_tab() -> dict:
+    with gr.Row():
+        fused = gr.Image(label="fused prediction (all inputs)", interactive=False, height=260,
+                         format="jpeg", scale=1)
+        gr.Markdown(text.BRANCHES, elem_classes="teach")
+    columns = {}
+    with gr.Row(equal_height=False):
+        for name, k in [("x (skip path)", None), *((f"k={k}", k) for k in actions.FILTER_SIZES)]:
+            with gr.Column(min_width=200, elem_id=f"column-{'x' if k is None else k}"):
+                columns[k] = branch_column(name, k)
+    return dict(fused=fused, columns=columns)
+
+
+def attribution_tab() -> dict:
+    with gr.Row():
+        with gr.Column():
+            dominance = gr.Image(label="which input decides each pixel", interactive=False,
+                                 height=400, format="jpeg")
+            legend = gr.HTML()
+        with gr.Column():
+            bars = gr.Plot(show_label=False)
+            table = gr.Dataframe(headers=["input", "pixels decided %", "share of |margin| %"],
+                                 interactive=False)
+    with gr.Row():
+        with gr.Column(scale=1):
+            mode = gr.Radio(["remove", "keep only"], value="remove", label="ablation")
+            parts = gr.CheckboxGroup(["x", "k=1", "k=3", "k=5", "k=7"], value=["k=7"],
+                                     label="inputs of the bottleneck")
+            run = gr.Button("Ablate", variant="primary")
+            summary = gr.Markdown()
+        with gr.Column(scale=2):
+            changed = gr.Image(label="changed pixels (in their new class colour)",
+                               interactive=False, height=400, format="jpeg")
+    changes = gr.Dataframe(headers=["class", "before %", "after %", "Δ %", "IoU before %",
+                                    "IoU after %"], interactive=False, label="per class")
+    gr.Markdown(text.ATTRIBUTION, elem_classes="teach")
+    return dict(dominance=dominance, legend=legend, bars=bars, table=table, mode=mode,
+                parts=parts, run=run, summary=summary, changed=changed, changes=changes)
+
+
+def compare_tab() -> dict:
+    with gr.Row():
+        image_b = image_input("Image B (image A is the main image)", "input-image-b")
+        with gr.Column():
+            seed_b = gr.Number(label="scene seed for B", value=1, precision=0, minimum=0)
+            scene_b = gr.Button("Generate scene B")
+            branch = gr.Radio([1, 3, 5, 7], value=3, label="filter size k")
+            channel = gr.Dropdown(label="channel (most input-dependent first)", choices=[],
+                                  allow_custom_value=True)
+            run = gr.Button("Compare", variant="primary")
+    with gr.Row():
+        pred_a = gr.Image(label="A: prediction", interactive=False, height=250, format="jpeg")
+        pred_b = gr.Image(label="B: prediction", interactive=False, height=250, format="jpeg")
+        pair = gr.Plot(show_label=False, elem_id="compare-pair")
+    lines = gr.Plot(show_label=False)
+    table = gr.Dataframe(headers=["branch", "cosine of the whole bank",
+                                  "mean cosine per channel", "least similar channels"],
+                         interactive=False)
+    gr.Markdown(text.COMPARE, elem_classes="teach")
+    return dict(image_b=image_b, seed_b=seed_b, scene_b=scene_b, branch=branch,
+                channel=channel, run=run, pred_a=pred_a, pred_b=pred_b, pair=pair, lines=lines,
+                table=table)
+
+
+def sweep_tab() -> dict:
+    with gr.Row():
+        run = gr.Button("Run the scale sweep (0.5× … 2×)", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    status = gr.Markdown()
+    animation = gr.Plot(show_label=False, elem_id="sweep-animation")
+    lines = gr.Plot(show_label=False)
+    gallery = gr.Gallery(label="prediction at each scale", columns=6, height=260,
+                         format="jpeg")
+    gr.Markdown(text.SWEEP, elem_classes="teach")
+    return dict(run=run, stop=stop, status=status, animation=animation, lines=lines,
+                gallery=gallery)
+
+
+def launch() -> None:
+    """Serve the app; host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT."""
+    demo = build()
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                theme=gr.themes.Soft(), css=CSS, max_file_size="64mb")

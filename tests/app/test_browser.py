@@ -1,0 +1,81 @@
+"""The real app in headless Chromium (Debian's, through Playwright): what a visitor sees.
+
+Screenshots of every tab land in artifacts/screenshots/ (gitignored) as test artifacts.
+"""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+# pytest-playwright 0.10 defines base_url as an instance method, which pytest 9 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
+TIMEOUT = 60_000  # ms; the CPU is shared
+expect.set_options(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def app_page(page: Page, server) -> Page:
+    page.set_viewport_size({"width": 1600, "height": 1100})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server)
+    expect(page.locator("#model-info")).to_contain_text("loaded")  # the demo model is ready
+    return page
+
+
+def test_example_overlay_and_the_four_branch_columns(app_page: Page, screenshots):
+    page = app_page
+    page.screenshot(path=screenshots / "00_start.png", full_page=True)
+    page.get_by_text("scene7_mask.png").click()  # an example row: a scene with its true mask
+    legend = page.locator("#overlay").get_by_text("background", exact=True)
+    expect(legend).to_be_visible()
+    expect(page.locator("#overlay img").first).to_be_visible()
+    expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
+    page.screenshot(path=screenshots / "01_segmentation.png", full_page=True)
+
+    page.get_by_role("tab", name="Branches").click()
+    for k in ("x", "1", "3", "5", "7"):
+        column = page.locator(f"#column-{k}")
+        expect(column).to_be_visible()
+        expect(column.locator(".js-plotly-plot").first).to_be_visible()
+        expect(column.get_by_text(re.compile(r"alone agrees with the fused"))).to_be_visible()
+    for k in ("1", "3", "5", "7"):  # filter heatmap, pooling grid, two activation maps
+        expect(page.locator(f"#column-{k} .js-plotly-plot")).to_have_count(4)
+    page.screenshot(path=screenshots / "02_branches.png", full_page=True)
+
+    page.get_by_role("tab", name="Attribution & ablation").click()
+    expect(page.get_by_text(re.compile(r"of pixels change class"))).to_be_visible()
+    page.screenshot(path=screenshots / "03_attribution.png", full_page=True)
+
+
+def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, photo):
+    page = app_page
+    page.locator("#input-image input[type=file]").set_input_files(str(photo))
+    expect(page.locator("#overlay img").first).to_be_visible()
+    expect(page.locator("#input-notes")).to_contain_text("downscaled from 600×400 to 512×341")
+
+    page.get_by_role("tab", name="Compare A/B").click()
+    page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))
+    expect(page.get_by_text("cosine of the whole bank")).to_be_visible()
+    expect(page.locator("#compare-pair .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=screenshots / "04_compare.png", full_page=True)
+
+    page.get_by_role("tab", name="Scale sweep").click()
+    page.get_by_role("button", name=re.compile("Run the scale sweep")).click()
+    expect(page.get_by_text(re.compile(r"Done: 6 scales"))).to_be_visible()
+    expect(page.locator("#sweep-animation .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=screenshots / "05_sweep.png", full_page=True)
+
+    page.get_by_role("tab", name="About DMNet").click()
+    expect(page.locator("svg[aria-label='DMNet architecture']")).to_be_visible()
+    page.screenshot(path=screenshots / "06_about.png", full_page=True)
+
+
+def test_a_corrupt_upload_shows_a_message_not_a_traceback(app_page: Page, tmp_path, screenshots):
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    app_page.locator("#input-image input[type=file]").set_input_files(str(bad))
+    toast = app_page.get_by_text(re.compile(r"corrupt\.png (is not an image|could not be)"))
+    expect(toast.first).to_be_visible()
+    expect(app_page.get_by_text("Traceback")).to_have_count(0)
+    app_page.screenshot(path=screenshots / "07_bad_input.png")

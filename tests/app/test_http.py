@@ -1,0 +1,127 @@
+"""The real app over HTTP with gradio_client: every named endpoint, and bad inputs."""
+
+import json
+import pickle
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+ENDPOINTS = {"/load_model", "/upload_checkpoint", "/generate_scene", "/segment", "/branches",
+             "/branch_column", "/attribution", "/ablate", "/compare", "/sweep"}
+
+
+def test_every_main_action_is_a_named_endpoint(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert ENDPOINTS <= named
+
+
+def test_stop_cancels_the_sweep_and_heavy_events_share_a_queue(server, demo_env):
+    config = json.load(urllib.request.urlopen(server + "/config"))  # noqa: S310 -- local
+    deps = config["dependencies"]
+    sweep = next(d["id"] for d in deps if d.get("api_name") == "sweep")
+    assert any(sweep in (d.get("cancels") or []) for d in deps)
+    from app.ui import build
+
+    fns = build().fns.values()  # the server-side settings of the same app
+    heavy = [fn for fn in fns if fn.api_name in ("segment", "branches", "compare", "sweep")]
+    assert len(heavy) == 4
+    assert all(fn.concurrency_id == "model" and fn.concurrency_limit == 2 for fn in heavy)
+
+
+def test_generate_scene_then_segment_with_its_true_mask(client):
+    image, mask = client.predict(3, 1.0, api_name="/generate_scene")
+    assert Image.open(image).size == (512, 512) and Image.open(mask).mode == "P"
+    overlay, highlight, bars, table, info = client.predict(
+        "demo", handle_file(image), handle_file(mask), 0.6, "(none)", api_name="/segment")
+    assert overlay["value"]["image"] and overlay["value"]["annotations"]
+    assert overlay["color_map"]["star"] == "#911eb4"  # the model's palette
+    assert table["headers"] == ["class", "pixels %", "IoU %"]
+    assert sum(row[1] for row in table["data"]) == pytest.approx(100, abs=0.1)
+    assert "512×512 image" in info and "mIoU against the true mask" in info
+    assert highlight["value"] == "(none)"
+
+
+def test_branches_gives_every_column(client, scene):
+    out = client.predict("demo", handle_file(str(scene[0])), None, None, None, None,
+                         api_name="/branches")
+    assert len(out) == 1 + 4 + 4 * 7  # fused, the x column, four branch columns
+    dropdown = out[5]  # k=1 column's channel picker
+    assert len(dropdown["choices"]) == 16 and dropdown["choices"][0][0].startswith("ch ")
+    assert all(o for o in out)
+    column = client.predict("demo", handle_file(str(scene[0])), 5, 3, api_name="/branch_column")
+    assert column[0]["value"] == 3 and "k=5 alone agrees" in column[-1]
+
+
+def test_attribution_and_ablation(client, scene):
+    image, mask = (handle_file(str(p)) for p in scene)
+    dominance, bars, table, legend = client.predict("demo", image, api_name="/attribution")
+    assert [row[0] for row in table["data"]] == ["x", "k=1", "k=3", "k=5", "k=7"]
+    assert sum(row[1] for row in table["data"]) == pytest.approx(100, abs=0.5)
+    changed, rows, summary = client.predict("demo", image, mask, "keep only", ["k=3"],
+                                            api_name="/ablate")
+    assert "computed from **k=3**" in summary and "mIoU" in summary
+    assert rows["headers"][0] == "class"
+
+
+def test_compare_two_images(client, scene, photo):
+    out = client.predict("demo", handle_file(str(scene[0])), handle_file(str(photo)), 5, None,
+                         api_name="/compare")
+    pred_a, pred_b, pair, lines, table = out
+    assert [row[0] for row in table["data"]] == ["k=1", "k=3", "k=5", "k=7"]
+    assert all(-1 <= row[1] <= 1 for row in table["data"])
+
+
+def test_sweep_streams_every_scale(client, scene):
+    job = client.submit("demo", handle_file(str(scene[0])), handle_file(str(scene[1])),
+                        None, None, None, None, api_name="/sweep")
+    outputs = list(job)
+    assert len(outputs) == 6
+    assert outputs[0][3] == "1/6 scales done" and outputs[-1][3].startswith("Done: 6 scales")
+    assert len(outputs[-1][2]) == 6  # one prediction per scale in the gallery
+
+
+def test_bad_images_get_clear_messages(client, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"definitely not a png")
+    with pytest.raises(AppError, match="broken.png is not an image"):
+        client.predict("demo", handle_file(str(bad)), None, 0.6, "(none)", api_name="/segment")
+
+    huge = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((1500, 2400, 3), np.uint8)).save(huge)
+    info = client.predict("demo", handle_file(str(huge)), None, 0.6, "(none)",
+                          api_name="/segment")[4]
+    assert "downscaled from 2400×1500 to 512×320" in info
+
+    deep = tmp_path / "deep.png"
+    Image.fromarray((np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16)).save(deep)
+    info = client.predict("demo", handle_file(str(deep)), None, 0.6, "(none)",
+                          api_name="/segment")[4]
+    assert "16-bit grayscale image scaled to 8 bits" in info
+
+    with pytest.raises(AppError, match="true mask"):
+        client.predict("demo", handle_file(str(deep)), handle_file(str(huge)), 0.6, "(none)",
+                       api_name="/segment")
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_bad_checkpoints_get_clear_messages(client, tmp_path):
+    other = tmp_path / "classifier.pth"
+    torch.save({"fc.weight": torch.zeros(10, 512)}, other)
+    with pytest.raises(AppError, match="classifier.pth is not a DMNet checkpoint"):
+        client.predict(handle_file(str(other)), api_name="/upload_checkpoint")
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": Exploit()}, f, protocol=2)
+    with pytest.raises(AppError, match="evil.pth is unsafe"):
+        client.predict(handle_file(str(evil)), api_name="/upload_checkpoint")
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict("no-such-model", api_name="/load_model")
