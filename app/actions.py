@@ -53,6 +53,12 @@ def startup(key: str) -> str:
     return load_model(key)
 
 
+def require_demo(key: str) -> None:
+    """Stop the page-load chain quietly when the demo checkpoint is missing (already said)."""
+    if key == models.DEMO and not models.demo_checkpoint().is_file():
+        raise gr.Error("demo checkpoint missing", visible=False, print_exception=False)
+
+
 def model_status() -> str:
     """The status line shown before any model is loaded."""
     if not models.demo_checkpoint().is_file():
@@ -110,8 +116,10 @@ def describe(seen: Seen) -> str:
 
 @user_errors
 @gpu
-def segment(key: str, image: str | None, truth: str | None, opacity: float, highlight: str | None):
+def segment(key: str, image: str | None, truth: str | None, opacity: float, highlight: str | None,
+            progress: gr.Progress = gr.Progress()):
     """The overlay, the classes' pixel share (and IoU), and a description."""
+    progress(0, desc="running the network (large official models take a while on CPU)")
     seen = see(key, image, truth)
     a = seen.analysis
     k = len(a.classes)

@@ -30,6 +30,7 @@ class Chain:
 
     def __post_init__(self) -> None:
         inp, seg, br, att = self.inp, self.seg, self.br, self.att
+        self.running: list = []  # events the Stop button cancels
         self.channels = [br["columns"][k].channel for k in actions.FILTER_SIZES]
         self.seg_in = [inp["model"], inp["image"], inp["truth"], seg["opacity"], seg["highlight"]]
         self.seg_out = [seg["overlay"], seg["highlight"], seg["bars"], seg["table"], inp["notes"]]
@@ -45,11 +46,13 @@ class Chain:
 
         model, image = self.inp["model"], self.inp["image"]
         gate = event.success(actions.require_image, [image], None, **QUIET)
-        return (gate.success(actions.segment, self.seg_in, self.seg_out, **HEAVY, **api("segment"))
-                .success(actions.branches, [model, image, *self.channels], self.br_out, **HEAVY,
-                         **api("branches"))
-                .success(actions.attribution, [model, image], self.att_out, **HEAVY,
-                         **api("attribution"))
+        segmented = gate.success(actions.segment, self.seg_in, self.seg_out, **HEAVY,
+                                 **api("segment"))
+        branched = segmented.success(actions.branches, [model, image, *self.channels],
+                                     self.br_out, **HEAVY, **api("branches"))
+        self.running += [segmented, branched]
+        return (branched.success(actions.attribution, [model, image], self.att_out, **HEAVY,
+                                 **api("attribution"))
                 .success(experiments.ablate, self.abl_in, self.abl_out, **HEAVY,
                          api_visibility="undocumented"))
 
@@ -62,6 +65,7 @@ def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, 
     wire_views(inp, seg, br, chain)
     wire_compare(inp, cmp)
     wire_sweep(inp, sw, chain)
+    inp["stop"].click(None, None, None, cancels=chain.running, api_visibility="private")
 
 
 def wire_inputs(inp: dict, chain: Chain) -> None:
@@ -69,7 +73,8 @@ def wire_inputs(inp: dict, chain: Chain) -> None:
     image, truth = inp["image"], inp["truth"]
     inp["scene"].click(actions.make_scene, [inp["seed"], inp["scale"]], [image, truth],
                        api_name="generate_scene")
-    changed = gr.on([image.change, truth.change], lambda: None, None, None, **QUIET)
+    # The mask's user events only: a generated scene sets image and mask, one run is enough.
+    changed = gr.on([image.change, truth.upload, truth.clear], lambda: None, None, None, **QUIET)
     chain.after(changed, named=True)
     if inp["examples"] is not None:  # the change events of an example's values see no image yet
         chain.after(inp["examples"].load_input_event)
@@ -81,12 +86,15 @@ def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
     picker = [model, cmp["branch"], cmp["channel"]]
     loaded = demo.load(actions.startup, [model], [info], api_visibility="private", **HEAVY)
     loaded.then(actions.refresh_choices, [model], [model], **QUIET).success(
+        actions.require_demo, [model], None, **QUIET).success(
         experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
     picked = model.input(actions.load_model, [model], [info], api_name="load_model", **HEAVY)
+    chain.running.append(picked)
     picked.then(actions.refresh_choices, [model], [model], **QUIET)
     chain.after(picked)
     uploaded = inp["ckpt"].upload(actions.upload_checkpoint, [inp["ckpt"]], [model],
                                   api_name="upload_checkpoint", **HEAVY)
+    chain.running.append(uploaded)
     chain.after(uploaded.success(actions.load_model, [model], [info],
                                  api_visibility="undocumented", **HEAVY))
     gr.on([cmp["branch"].change, model.change], experiments.channel_picker, picker,

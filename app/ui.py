@@ -97,6 +97,7 @@ def input_panel() -> dict:
     model = gr.Dropdown(label="Model", choices=models.choices(), value=models.DEMO,
                         allow_custom_value=True)  # uploads join the choices later
     info = gr.Markdown(actions.model_status(), elem_id="model-info")
+    stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
     with gr.Accordion("Upload a DMNet checkpoint (.pth)", open=False):
         ckpt = gr.File(label="checkpoint", file_types=[".pth", ".pt", ".bin"], type="filepath")
     image = image_input("Image", "input-image")
@@ -116,7 +117,7 @@ def input_panel() -> dict:
         scene = gr.Button("Generate a scene", variant="secondary")
     gr.Markdown(text.INPUTS, elem_classes="teach")
     return dict(model=model, info=info, ckpt=ckpt, image=image, truth=truth, notes=notes,
-                seed=seed, scale=scale, scene=scene, examples=examples)
+                seed=seed, scale=scale, scene=scene, examples=examples, stop=stop)
 
 
 def segmentation_tab() -> dict:

@@ -7,6 +7,7 @@ tests drive Debian's Chromium through Playwright (never `playwright install`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -98,13 +99,12 @@ def examples(tmp_path_factory, photo) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def server(demo_checkpoint, examples, tmp_path_factory):
-    """The real app (`python app.py`) served on a free port; yields its URL."""
+@contextlib.contextmanager
+def serve(demo_checkpoint: Path, examples: Path | None, log: Path):
+    """Run `python app.py` on a free port with these assets; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "app.log"
     env = {**os.environ, "DMNET_DEMO_CHECKPOINT": str(demo_checkpoint),
-           "DMNET_EXAMPLES": str(examples),
+           "DMNET_EXAMPLES": str(examples or ""),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as out:
@@ -129,6 +129,13 @@ def server(demo_checkpoint, examples, tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(demo_checkpoint, examples, tmp_path_factory):
+    """The real app (`python app.py`) with the tiny demo checkpoint and examples."""
+    with serve(demo_checkpoint, examples, tmp_path_factory.mktemp("server") / "app.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from .conftest import serve
+
 ENDPOINTS = {"/load_model", "/upload_checkpoint", "/generate_scene", "/segment", "/branches",
              "/branch_column", "/attribution", "/ablate", "/compare", "/sweep"}
 
@@ -125,3 +127,12 @@ def test_bad_checkpoints_get_clear_messages(client, tmp_path):
         client.predict(handle_file(str(evil)), api_name="/upload_checkpoint")
     with pytest.raises(AppError, match="unknown model"):
         client.predict("no-such-model", api_name="/load_model")
+
+
+def test_without_the_demo_checkpoint_the_app_starts_and_says_how_to_make_it(tmp_path):
+    with serve(tmp_path / "absent.pth", None, tmp_path / "app.log") as url:
+        config = json.load(urllib.request.urlopen(url + "/config"))  # noqa: S310 -- local
+    info = next(c for c in config["components"] if c.get("props", {}).get("elem_id") ==
+                "model-info")
+    assert "demo checkpoint is missing" in info["props"]["value"]
+    assert "python -m training.train" in info["props"]["value"]
