@@ -128,7 +128,7 @@ def segmentation_tab() -> dict:
             with gr.Row():
                 opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="opacity")
                 highlight = gr.Dropdown(label="highlight class", choices=[actions.NO_HIGHLIGHT],
-                                        value=actions.NO_HIGHLIGHT)
+                                        value=actions.NO_HIGHLIGHT, elem_id="highlight")
         with gr.Column(scale=2):
             bars = gr.Plot(show_label=False)
             table = gr.Dataframe(headers=["class", "pixels %", "IoU %"], interactive=False,

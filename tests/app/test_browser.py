@@ -32,6 +32,8 @@ def test_example_overlay_and_the_four_branch_columns(app_page: Page, screenshots
     expect(page.locator("#overlay img").first).to_be_visible()
     expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
     page.screenshot(path=screenshots / "01_segmentation.png", full_page=True)
+    legend.click()  # selecting a class in the legend highlights it
+    expect(page.locator("#highlight input")).to_have_value("background")
 
     page.get_by_role("tab", name="Branches").click()
     for k in ("x", "1", "3", "5", "7"):
