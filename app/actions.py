@@ -8,12 +8,16 @@ Each takes the model key and the image file (so API calls stand alone), finds th
 from __future__ import annotations
 
 import math
+import os
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from PIL import Image
+
+from dmnet.presets import DATASETS
 
 from . import models, overlays
 from .analysis import X, alone_label, branch_name, margin_shares
@@ -26,6 +30,7 @@ from .runtime import Seen, channel_choices, gpu, ranking, see, user_errors, vali
 NO_HIGHLIGHT = "(none)"
 FILTER_SIZES = (1, 3, 5, 7)  # the columns of the Branches tab (every published DMNet's sizes)
 THUMB = 256  # side of the images inside plotly figures
+SCENES = Path(tempfile.gettempdir()) / "dmnet-explorer-scenes"  # true masks of generated scenes
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -91,10 +96,13 @@ def require_image(path: str | None) -> None:
 def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
     """A MultiScaleShapes scene and its true mask (a palette PNG of class ids)."""
     image, label = generate_scene(int(seed), float(object_scale))
-    out = Path(tempfile.mkdtemp(prefix="dmnet-scene-")) / f"scene_{int(seed)}_mask.png"
+    SCENES.mkdir(parents=True, exist_ok=True)
+    out = SCENES / f"scene_{int(seed)}_x{float(object_scale):g}_mask.png"
     mask = Image.fromarray(label, mode="P")
-    mask.putpalette([v for rgb in models.PRESETS[models.SMALL_PRESET].palette for v in rgb])
-    mask.save(out)
+    mask.putpalette([v for rgb in DATASETS["multiscale_shapes"][1] for v in rgb])
+    tmp = out.with_suffix(f".{threading.get_ident()}.png")  # two users, same seed: no torn file
+    mask.save(tmp)
+    os.replace(tmp, out)
     return image, str(out)
 
 
