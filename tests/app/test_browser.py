@@ -77,7 +77,9 @@ def test_a_corrupt_upload_shows_a_message_not_a_traceback(app_page: Page, tmp_pa
     bad = tmp_path / "corrupt.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
     app_page.locator("#input-image input[type=file]").set_input_files(str(bad))
-    toast = app_page.get_by_text(re.compile(r"corrupt\.png (is not an image|could not be)"))
+    toast = app_page.locator(".toast-body").filter(
+        has_text=re.compile(r"corrupt\.png (is not an image|could not be decoded)"))
     expect(toast.first).to_be_visible()
     expect(app_page.get_by_text("Traceback")).to_have_count(0)
+    app_page.wait_for_timeout(600)  # the toast slides in
     app_page.screenshot(path=screenshots / "07_bad_input.png")
