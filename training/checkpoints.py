@@ -2,20 +2,21 @@
 
 A checkpoint is a plain dict that `torch.load(weights_only=True)` reads (so mmseg's `init_model`
 under torch >= 2.6 and `dmnet.load_checkpoint` both accept it):
-    meta: dataset_meta (classes, palette, label_map, reduce_zero_label), preset (name),
-          preset_config (the full `Preset` as a dict), iter, epoch, seed, time, experiment_name
+    meta: `dmnet.checkpoint_meta(model)`: dataset_meta (classes, palette, label_map,
+          reduce_zero_label), preset (name), preset_config (the whole `Preset`, `--set` changes
+          included); and iter, epoch, seed, time, experiment_name
     state_dict: model weights (no `module.` prefix)
     optimizer: SGD state (momentum buffers, param_groups)
     param_schedulers: [PolyLR-like position: last_step = iter, base_values, eta_min, power, ...]
     rng: per rank, the torch / CUDA / numpy / python generator states
     sampler: seed and the number of samples each rank has consumed
+    grad_scaler: the fp16 GradScaler's state (fp16 AMP runs only)
 Files are `iter_<n>.pth`; `last_checkpoint` names the newest. Both are written to a temporary
 file and renamed over the old one, so a run killed at any moment leaves complete files only.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import time
@@ -28,7 +29,6 @@ from torch import nn
 
 from dmnet.checkpoint import checkpoint_meta
 from dmnet.model import DMNet
-from dmnet.presets import Preset, Schedule
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -71,30 +71,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
-def preset_from_config(config: dict[str, Any]) -> Preset:
-    """Inverse of `dataclasses.asdict(preset)`."""
-    return Preset(**{**config, "schedule": Schedule(**config["schedule"])})
-
-
-def stored_preset(path: str | Path) -> Preset | None:
-    """The exact preset a training checkpoint of ours records (`meta.preset_config`, which holds
-    `--set` changes too), else None: `dmnet.load_checkpoint` then finds it from `meta.preset`."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 -- not ours (legacy format, mmengine objects)
-        return None
-    config = ckpt.get("meta", {}).get("preset_config") if isinstance(ckpt, dict) else None
-    return preset_from_config(config) if config else None
-
-
 def training_checkpoint(model: DMNet, optimizer: torch.optim.Optimizer, it: int, lr: float,
                         seed: int, rngs: list[dict[str, Any]], samples_per_rank: int,
                         experiment: str) -> dict[str, Any]:
-    p, s = model.preset, model.preset.schedule
+    s = model.preset.schedule
     return {
-        "meta": {**checkpoint_meta(model), "preset_config": dataclasses.asdict(p), "iter": it,
-                 "epoch": 0, "seed": seed, "time": time.strftime("%Y%m%d_%H%M%S"),
-                 "experiment_name": experiment},
+        "meta": {**checkpoint_meta(model), "iter": it, "epoch": 0, "seed": seed,
+                 "time": time.strftime("%Y%m%d_%H%M%S"), "experiment_name": experiment},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         # mmengine PolyLR's state: total_iters = end - begin - 1; last_step = iterations done
@@ -125,12 +108,17 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     """An ImageNet ResNetV1c checkpoint (the `open-mmlab://resnet50_v1c` format: `state_dict`
-    with `stem.*`, `layer*.*` and the classifier `fc.*`) into the backbone, strictly."""
+    with `stem.*`, `layer*.*` and the classifier `fc.*`) into the backbone: every backbone
+    weight must be there with its shape (the configs' `pretrained=`; mmseg only logs mismatches).
+    open-mmlab://resnet{18,50,101}_v1c = https://download.openmmlab.com/pretrain/third_party/
+    resnet18_v1c-b5776b93.pth, resnet50_v1c-2cccc1ad.pth, resnet101_v1c-e67eebb6.pth."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
     sd = obj.get("state_dict", obj)
     sd = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in sd.items()
           if not k.startswith("fc.")}
     missing, unexpected = backbone.load_state_dict(sd, strict=False)
+    # as mmengine's loader: old BN checkpoints lack num_batches_tracked (it stays 0)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(f"{path} does not fit the backbone: {len(missing)} missing keys "
                          f"{missing[:8]}, {len(unexpected)} unexpected keys {unexpected[:8]}")

@@ -26,7 +26,6 @@ from dmnet.checkpoint import load_checkpoint
 from dmnet.inference import predict
 from dmnet.model import DMNet
 
-from .checkpoints import stored_preset
 from .data import MultiScaleShapes, build_dataset
 from .data.shapes import SizeBuckets
 from .transforms import IGNORE_INDEX
@@ -122,8 +121,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    model = load_checkpoint(args.checkpoint, stored_preset(args.checkpoint),
-                            map_location=args.device)
+    model = load_checkpoint(args.checkpoint, map_location=args.device)
     p = model.preset
     data = build_dataset(p.dataset, args.split, args.data_root, size=min(p.test_scale))
     metrics, buckets = evaluate(model, data, args.mode, args.aug_test, args.limit, progress=True)

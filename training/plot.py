@@ -6,16 +6,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .runlog import read_jsonl
+
 
 def read_metrics(work_dir: Path) -> tuple[list[dict], list[dict]]:
     """(training records, validation records) of `work_dir/metrics.jsonl`."""
-    records = [json.loads(ln) for ln in (work_dir / "metrics.jsonl").read_text().splitlines() if ln]
+    records = read_jsonl(work_dir / "metrics.jsonl")
     return [r for r in records if "loss" in r], [r for r in records if "mIoU" in r]
 
 

@@ -10,6 +10,17 @@ import numpy as np
 from tqdm import tqdm
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a last line cut short by a killed run is skipped."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 class RunLog:
     """tqdm progress bar, metrics.jsonl and (if installed) TensorBoard scalars, on rank 0."""
 
@@ -20,9 +31,8 @@ class RunLog:
         if not enabled:
             return
         if self.path.exists():  # resuming: drop what was logged after the checkpoint
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln and json.loads(ln)["iter"] <= start]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+            kept = [r for r in read_jsonl(self.path) if r["iter"] <= start]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self.bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
         try:
             from torch.utils.tensorboard import SummaryWriter

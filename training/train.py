@@ -134,8 +134,9 @@ def build(preset: Preset, opts: RunOptions, rank: int, world: int,
 
 
 def resume(work_dir: Path, model: DMNet, optimizer: torch.optim.SGD, rank: int,
-           world: int) -> tuple[int, Path]:
-    """Restore model, optimizer and this rank's generators; (iteration reached, file)."""
+           world: int) -> tuple[int, Path, dict | None]:
+    """Restore model, optimizer and this rank's generators; (iteration reached, file, fp16
+    grad-scaler state)."""
     path = last_checkpoint(work_dir)
     if path is None:
         raise FileNotFoundError(f"--resume: no {work_dir}/last_checkpoint to continue from")
@@ -146,7 +147,7 @@ def resume(work_dir: Path, model: DMNet, optimizer: torch.optim.SGD, rank: int,
     model.load_state_dict(ckpt["state_dict"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"][rank])
-    return ckpt["meta"]["iter"], path
+    return ckpt["meta"]["iter"], path, ckpt.get("grad_scaler")
 
 
 def run(preset: Preset, opts: RunOptions) -> DMNet:
@@ -156,7 +157,8 @@ def run(preset: Preset, opts: RunOptions) -> DMNet:
     work_dir.mkdir(parents=True, exist_ok=True)
     micro, accum = batch_layout(s, opts.batch_size, world)
     model, optimizer = build(preset, opts, rank, world, device)
-    start, resumed = resume(work_dir, model, optimizer, rank, world) if opts.resume else (0, None)
+    start, resumed, scaler_state = (resume(work_dir, model, optimizer, rank, world)
+                                    if opts.resume else (0, None, None))
     step = TrainStep(model)
     if world > 1:
         step = nn.parallel.DistributedDataParallel(
@@ -169,6 +171,8 @@ def run(preset: Preset, opts: RunOptions) -> DMNet:
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.amp)
     amp = amp if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(enabled=amp is torch.float16)
+    if scaler_state:
+        scaler.load_state_dict(scaler_state)
     log = RunLog(work_dir, start, s.max_iters, enabled=rank == 0)
     log.note(f"{preset.name}: {world} process(es) x {micro} images x {accum} accumulation = "
              f"global batch {micro * accum * world}, {s.max_iters} iterations on {device}"
@@ -215,6 +219,8 @@ def run(preset: Preset, opts: RunOptions) -> DMNet:
             if rank == 0:
                 ckpt = training_checkpoint(model, optimizer, it + 1, lr, opts.seed, rngs,
                                            (it + 1) * accum * micro, work_dir.name)
+                if scaler.is_enabled():
+                    ckpt["grad_scaler"] = scaler.state_dict()
                 log.note(f"saved {write_checkpoint(work_dir, ckpt)}")
             if world > 1:
                 dist.barrier()

@@ -18,7 +18,7 @@ from dmnet import PRESETS
 from dmnet.checkpoint import load_checkpoint
 from dmnet.model import DMNet
 from dmnet.presets import Schedule
-from training.checkpoints import last_checkpoint, stored_preset
+from training.checkpoints import last_checkpoint
 from training.train import RunOptions, run, with_overrides
 
 from ..conftest import tiny_preset
@@ -60,7 +60,7 @@ def test_sigkill_mid_save_leaves_a_loadable_checkpoint_and_resume_finishes_the_r
     assert 1 <= done < ITERS
     for path in work.glob("iter_*.pth"):  # no visible file is ever partial
         torch.load(path, weights_only=True)
-    load_checkpoint(last, stored_preset(last))
+    load_checkpoint(last)
 
     # --resume continues the killed run to the same losses as an uninterrupted one.
     preset = with_overrides(PRESETS[SMALL], SETS)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from dmnet import PRESETS
 from dmnet.checkpoint import load_checkpoint
 from dmnet.presets import Schedule
-from training.checkpoints import load_backbone_weights, stored_preset
+from training.checkpoints import load_backbone_weights
 from training.train import (RunOptions, batch_layout, poly_lr, run, seg_loss, with_overrides)
 
 from ..conftest import tiny_preset
@@ -93,7 +93,7 @@ def test_checkpoint_layout_loads_safely_and_in_dmnet(tmp_path):
     assert ckpt["param_schedulers"][0]["last_step"] == 2
     assert ckpt["optimizer"]["param_groups"][0]["weight_decay"] == 5e-4
     assert list(ckpt["state_dict"]) == list(model.state_dict())
-    loaded = load_checkpoint(path, stored_preset(path))
+    loaded = load_checkpoint(path)
     assert loaded.preset == model.preset
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(loaded(x), model.eval()(x))
