@@ -1,6 +1,6 @@
 """The colour-only baseline of MultiScaleShapes: the best per-pixel classifier that sees colour.
 
-A lookup table from quantized RGB (32 levels per channel) to the class most often seen with that
+A lookup table from quantized RGB (16 levels per channel) to the class most often seen with that
 colour on the training images: the Bayes-optimal per-pixel colour classifier up to quantization.
 Its mIoU shows how much of the task colour alone solves; on MultiScaleShapes it should be about
 that of predicting "background" everywhere, far below a model that sees shape and scale.
@@ -21,7 +21,7 @@ from .data import MultiScaleShapes
 from .data.shapes import SizeBuckets
 from .evaluate import Metrics, confusion_matrix, format_table, summarize
 
-LEVELS = 32
+LEVELS = 16
 
 
 def colour_index(image: np.ndarray) -> np.ndarray:

@@ -243,10 +243,12 @@ def with_overrides(preset: Preset, pairs: list[str]) -> Preset:
         current = getattr(obj, name)
         if isinstance(current, bool):
             value = text.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):
-            value = tuple(type(current[0])(v) for v in text.split(","))
+        elif isinstance(current, tuple) or (current is None and "," in text):
+            value = tuple(type(current[0] if current else 0)(v) for v in text.split(","))
+        elif current is None:  # e.g. v0_name; "none" keeps None
+            value = None if text.lower() == "none" else text
         else:
-            value = type(current)(text) if current is not None else text
+            value = type(current)(text)
         target[name] = value
         if target is fields:
             changed.append(f"{name}={text}")

@@ -76,6 +76,10 @@ def test_set_overrides_fields_and_records_them_in_the_name():
     assert p.crop_size == (256, 256) and p.schedule.lr == 0.02 and p.align_corners is True
     assert p.name == f"{SMALL}+crop_size=256,256,align_corners=true"
     assert with_overrides(PRESETS[SMALL], ["schedule.max_iters=10"]).name == SMALL
+    slide = with_overrides(PRESETS[SMALL], ["test_mode=slide", "test_crop=256,256",
+                                            "test_stride=170,170"])
+    assert slide.test_mode == "slide" and slide.test_crop == (256, 256)
+    assert slide.test_stride == (170, 170)
     with pytest.raises(ValueError, match="key one of"):
         with_overrides(PRESETS[SMALL], ["nope=1"])
 
