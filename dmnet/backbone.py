@@ -38,7 +38,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as mmseg (autograd-safe: the BN output is not saved)
+        return self.relu(out)
 
     @property
     def last_norm(self) -> nn.BatchNorm2d:
@@ -67,7 +68,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as mmseg (autograd-safe: the BN output is not saved)
+        return self.relu(out)
 
     @property
     def last_norm(self) -> nn.BatchNorm2d:
