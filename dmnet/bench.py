@@ -9,16 +9,20 @@ Variants:
   compiled   `optimize(model, compile=True)`: the fp32 variant under torch.compile (inductor,
              weight freezing); compile time is not counted (printed separately)
   inspect    `model.inspect(x)` on the fp32 model (one pass, every intermediate kept)
-For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one.
+For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one. Each case
+runs in its own process; `peak MB` is that process's peak RSS so far (weights included) on CPU, the
+CUDA allocator's peak on GPU.
 Weights are random (mmseg's init, with randomised BN statistics); speed does not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
+import resource
 import statistics
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -37,35 +41,11 @@ CASES = [
 ]
 
 
-class PeakMemory:
-    """Peak memory during a block: CUDA allocator peak, or sampled process RSS growth on CPU."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.peak, self._stop = device, 0, threading.Event()
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self, base: int) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss() - base)
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._thread = threading.Thread(target=self._sample, args=(self._rss(),), daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop.set()
-            self._thread.join()
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: CUDA allocator peak, or peak RSS (weights included)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
 def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
@@ -103,11 +83,10 @@ def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: 
 
     def run(variant: str, dtype: str, fn: Callable[[], object], ctx) -> None:
         with ctx():
-            with PeakMemory(device) as mem:
-                times = time_call(fn, device, repeats)
+            times = time_call(fn, device, repeats)
         rows.append(dict(preset=name, size=f"{size[0]}x{size[1]}", device=device.type,
                          variant=variant, dtype=dtype, ms=1e3 * statistics.median(times),
-                         peak_mb=mem.peak / 2**20, agree=None))
+                         peak_mb=peak_memory_mb(device), agree=None))
 
     if "reference" in variants:
         run("reference", "fp32", lambda: model(x), torch.no_grad)
@@ -139,9 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the first and last case")
     parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, JSON rows out
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     variants = args.variants.split(",")
+    if args.case:
+        name, h, w = args.case.split(":")
+        print(json.dumps(bench_case(name, (int(h), int(w)), device, args.repeats, variants)))
+        return
     cases = [CASES[0], CASES[-1]] if args.quick else CASES
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
           f"fast precision here: {fast_precision(device)}")
@@ -149,7 +133,14 @@ def main(argv: list[str] | None = None) -> None:
              f"{'ms/img':>8} {'peak MB':>8} {'vs ref':>6} {'agree':>7}"
     print(header + "\n" + "-" * len(header), flush=True)
     for name, size in cases:
-        rows = bench_case(name, size, device, args.repeats, variants)
+        # One process per case, so that its peak memory is its own.
+        child = [sys.executable, "-m", "dmnet.bench", "--case", f"{name}:{size[0]}:{size[1]}",
+                 "--device", args.device, "--repeats", str(args.repeats), "--variants", args.variants]
+        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("  ("):
+                print(line, flush=True)
+        rows = json.loads(out.splitlines()[-1])
         ref_ms = next((r["ms"] for r in rows if r["variant"] == "reference"), None)
         for r in rows:
             ratio = f"{r['ms'] / ref_ms:6.2f}" if ref_ms else "     -"
