@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dmnet.inference import rescale_size, resize
+from dmnet.inference import rescale_size, test_resize
 from dmnet.presets import Preset
 
 MAX_DECODE_PIXELS = 150_000_000  # beyond this, decoding alone could exhaust memory: refuse
@@ -111,13 +110,7 @@ def fit_to_test_scale(picture: Picture, preset: Preset) -> Picture:
 
 def model_input(image: np.ndarray, preset: Preset) -> np.ndarray:
     """The uint8 image resized to the preset's test scale exactly as `dmnet.predict` does it."""
-    h, w = image.shape[:2]
-    size = rescale_size(h, w, preset.test_scale)
-    if size == (h, w):
-        return image
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float()
-    chw = resize(chw, size, align_corners=False).round().clamp(0, 255)
-    return chw[0].permute(1, 2, 0).to(torch.uint8).numpy()
+    return test_resize(image, preset.test_scale).numpy()
 
 
 def scaled(image: np.ndarray, factor: float) -> np.ndarray:

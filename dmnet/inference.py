@@ -144,6 +144,17 @@ def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
     return multi_scale_flip(predict, x, scales or (1.0,), flip, ac)
 
 
+def test_resize(image: np.ndarray | Tensor, scale: tuple[int, int]) -> Tensor:
+    """A uint8 (H, W, 3) image resized to fit `scale` keeping its ratio (the configs' test `Resize`),
+    bilinear on the uint8 values and rounded, like mmcv's cv2 resize. Unchanged when it fits."""
+    t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    size = rescale_size(t.shape[0], t.shape[1], scale)
+    if size == tuple(t.shape[:2]):
+        return t
+    chw = resize(t.permute(2, 0, 1).unsqueeze(0).float(), size, align_corners=False)
+    return chw.round().clamp(0, 255)[0].permute(1, 2, 0).to(torch.uint8)
+
+
 @torch.inference_mode()
 def predict(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None = None,
             scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
@@ -158,11 +169,7 @@ def predict(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None
     t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
     h, w = t.shape[:2]
     if scales is None and not flip:
-        size = rescale_size(h, w, preset.test_scale)
-        if size != (h, w):
-            chw = t.permute(2, 0, 1).unsqueeze(0).float()
-            chw = resize(chw, size, align_corners=False).round().clamp(0, 255)
-            t = chw[0].permute(1, 2, 0).to(torch.uint8)
+        t = test_resize(t, preset.test_scale)
     x = normalize(t, preset.mean, preset.std).to(model.device)
     scores = segment(model, x, mode=mode, scales=scales, flip=flip)
     return resize(scores, (h, w), preset.align_corners)[0]
