@@ -54,7 +54,6 @@ def _pattern(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.nda
         return ((np.floor(t / period) + np.floor(s / period)) % 2).astype(np.float32)
     if kind == 2:
         cells = rng.uniform(size=(6, 6)).astype(np.float32)
-        h, w = yy.shape
         iy = np.clip(((yy - yy.min()) / max(np.ptp(yy), 1) * 5), 0, 5)
         ix = np.clip(((xx - xx.min()) / max(np.ptp(xx), 1) * 5), 0, 5)
         y0, x0 = np.floor(iy).astype(int).clip(0, 4), np.floor(ix).astype(int).clip(0, 4)
@@ -197,23 +196,20 @@ class SizeBuckets:
 
 
 def export(out: Path, train: int, val: int, size: int = 512, seed: int = 0) -> None:
-    """Write images/<split>/*.png, annotations/<split>/*.png (palette PNGs of class ids),
-    instances/<split>/*.png + objects_<split>.json (for size buckets) and classes.json."""
+    """Write images/<split>/*.png, annotations/<split>/*.png (palette PNGs of class ids) and
+    classes.json: the folder layout `SegFolder("folder")` reads. (Size-bucket metrics need the
+    object sizes, so they are computed on the on-the-fly dataset.)"""
     palette = [c for rgb in PALETTE for c in rgb]
     for split, n in (("train", train), ("val", val)):
         data = MultiScaleShapes(split, n, size, seed)
-        for sub in ("images", "annotations", "instances"):
+        for sub in ("images", "annotations"):
             (out / sub / split).mkdir(parents=True, exist_ok=True)
-        sizes = {}
         for i in range(n):
             s, stem = data.sample(i), f"{i:06d}"
             Image.fromarray(s.image).save(out / "images" / split / f"{stem}.png")
             mask = Image.fromarray(s.label, mode="P")
             mask.putpalette(palette)
             mask.save(out / "annotations" / split / f"{stem}.png")
-            Image.fromarray(s.instances).save(out / "instances" / split / f"{stem}.png")
-            sizes[stem] = s.sizes
-        (out / f"objects_{split}.json").write_text(json.dumps(sizes))
     meta = {"classes": list(CLASSES), "palette": [list(c) for c in PALETTE],
             "dataset": "multiscale_shapes", "size": size, "seed": seed}
     (out / "classes.json").write_text(json.dumps(meta, indent=1))
