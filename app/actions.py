@@ -15,9 +15,6 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
-
-from dmnet.presets import DATASETS
 
 from . import models, overlays
 from .analysis import X, alone_label, branch_name, margin_shares
@@ -95,13 +92,13 @@ def require_image(path: str | None) -> None:
 @user_errors
 def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
     """A MultiScaleShapes scene and its true mask (a palette PNG of class ids)."""
+    from training.data.shapes import label_png  # the dataset's own mask writer
+
     image, label = generate_scene(int(seed), float(object_scale))
     SCENES.mkdir(parents=True, exist_ok=True)
     out = SCENES / f"scene_{int(seed)}_x{float(object_scale):g}_mask.png"
-    mask = Image.fromarray(label, mode="P")
-    mask.putpalette([v for rgb in DATASETS["multiscale_shapes"][1] for v in rgb])
     tmp = out.with_suffix(f".{threading.get_ident()}.png")  # two users, same seed: no torn file
-    mask.save(tmp)
+    label_png(label).save(tmp)
     os.replace(tmp, out)
     return image, str(out)
 

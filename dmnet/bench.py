@@ -37,7 +37,7 @@ CASES = [
     ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
-    ("dmnet_r18-d8_1xb8-8k_shapes-512x512", (512, 512)),
+    ("dmnet_r18w32-d8_1xb4-4k_shapes-256x256", (512, 512)),
 ]
 
 

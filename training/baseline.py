@@ -56,7 +56,7 @@ def evaluate_table(table: np.ndarray, data: MultiScaleShapes, n: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=int, default=200, help="images to fit the table on")
-    parser.add_argument("--val", type=int, default=100, help="validation images")
+    parser.add_argument("--val", type=int, default=500, help="validation images")
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     classes = DATASETS["multiscale_shapes"][0]

@@ -6,7 +6,7 @@ under torch >= 2.6 and `dmnet.load_checkpoint` both accept it):
           reduce_zero_label), preset (name), preset_config (the whole `Preset`, `--set` changes
           included); and iter, epoch, seed, time, experiment_name
     state_dict: model weights (no `module.` prefix)
-    optimizer: SGD state (momentum buffers, param_groups)
+    optimizer: SGD (momentum buffers) or AdamW (moments) state, param_groups
     param_schedulers: [PolyLR-like position: last_step = iter, base_values, eta_min, power, ...]
     rng: per rank, the torch / CUDA / numpy / python generator states
     sampler: seed and the number of samples each rank has consumed

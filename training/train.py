@@ -1,11 +1,12 @@
 """Train DMNet with the recipe of mmsegmentation's configs (facts §3-§6), iteration based.
 
-    python -m training.train dmnet_r18-d8_1xb8-8k_shapes-512x512 --work-dir work_dirs/shapes
+    python -m training.train dmnet_r18w32-d8_1xb4-4k_shapes-256x256 --work-dir work_dirs/shapes
     torchrun --nproc-per-node 4 -m training.train dmnet_r50-d8_4xb2-40k_cityscapes-512x1024 \
         --work-dir work_dirs/cs --data-root data/cityscapes --backbone-weights resnet50_v1c.pth
     python -m training.train PRESET --work-dir DIR --resume      # continue from DIR/last_checkpoint
 
-SGD (lr, momentum 0.9, weight decay on every parameter) with `poly_lr`; loss = cross-entropy of
+SGD (lr, momentum 0.9, weight decay on every parameter; AdamW where the schedule says so, as the
+demo preset's from-scratch run) with `poly_lr`; loss = cross-entropy of
 the decode logits + 0.4 x that of the auxiliary logits, both upsampled to the label and averaged
 over all pixels as mmseg does. Under torchrun: DistributedDataParallel (SyncBatchNorm on CUDA) with
 gradient accumulation so that the global batch stays the config's (GPUs x images per GPU) on
@@ -114,8 +115,8 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def build(preset: Preset, opts: RunOptions, rank: int, world: int,
-          device: torch.device) -> tuple[DMNet, torch.optim.SGD]:
-    """The seeded model (mmseg init, optional ImageNet backbone) and its SGD optimizer."""
+          device: torch.device) -> tuple[DMNet, torch.optim.Optimizer]:
+    """The seeded model (mmseg init, optional ImageNet backbone) and its optimizer."""
     torch.manual_seed(opts.seed + rank)
     np.random.seed(opts.seed + rank)
     random.seed(opts.seed + rank)
@@ -126,14 +127,19 @@ def build(preset: Preset, opts: RunOptions, rank: int, world: int,
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     s = preset.schedule
-    optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum,
-                                weight_decay=s.weight_decay)  # on every parameter, as mmseg
+    if s.optimizer == "sgd":  # weight decay on every parameter, as mmseg
+        optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum,
+                                    weight_decay=s.weight_decay)
+    elif s.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    else:
+        raise ValueError(f"schedule.optimizer must be 'sgd' or 'adamw', got {s.optimizer!r}")
     for group in optimizer.param_groups:
         group["initial_lr"] = s.lr  # as mmengine's schedulers record it
     return model, optimizer
 
 
-def resume(work_dir: Path, model: DMNet, optimizer: torch.optim.SGD, rank: int,
+def resume(work_dir: Path, model: DMNet, optimizer: torch.optim.Optimizer, rank: int,
            world: int) -> tuple[int, Path, dict | None]:
     """Restore model, optimizer and this rank's generators; (iteration reached, file, fp16
     grad-scaler state)."""

@@ -14,7 +14,7 @@ from training.train import (RunOptions, batch_layout, poly_lr, run, seg_loss, wi
 
 from ..conftest import tiny_preset
 
-SMALL = "dmnet_r18-d8_1xb8-8k_shapes-512x512"
+SMALL = "dmnet_r18w32-d8_1xb4-4k_shapes-256x256"
 
 
 def tiny_run_preset(max_iters=4, val_interval=2):
@@ -64,8 +64,9 @@ def test_loss_upsamples_logits_to_the_label_with_the_heads_align_corners(align_c
 def test_batch_layout_keeps_the_global_batch():
     cs = PRESETS["dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"].schedule  # 4 GPUs x 2
     assert [batch_layout(cs, None, w) for w in (1, 2, 4)] == [(2, 4), (2, 2), (2, 1)]
-    small = PRESETS[SMALL].schedule  # 1 x 8
-    assert batch_layout(small, None, 1) == (8, 1) and batch_layout(small, 4, 2) == (2, 1)
+    small = PRESETS[SMALL].schedule  # 1 x 4
+    assert batch_layout(small, None, 1) == (4, 1) and batch_layout(small, 4, 2) == (2, 1)
+    assert batch_layout(small, 8, 1) == (4, 2)  # a larger global batch by accumulation
     with pytest.raises(ValueError, match="multiple"):
         batch_layout(cs, 6, 4)
 
@@ -82,6 +83,20 @@ def test_set_overrides_fields_and_records_them_in_the_name():
     assert slide.test_stride == (170, 170)
     with pytest.raises(ValueError, match="key one of"):
         with_overrides(PRESETS[SMALL], ["nope=1"])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_the_schedule_picks_the_optimizer(tmp_path, name):
+    preset = with_overrides(tiny_run_preset(2, 2), [f"schedule.optimizer={name}",
+                                                     "schedule.weight_decay=0.01"])
+    run(preset, options(tmp_path))
+    state = torch.load(tmp_path / "iter_2.pth", weights_only=True)["optimizer"]
+    group = state["param_groups"][0]
+    assert group["weight_decay"] == 0.01 and ("betas" in group) == (name == "adamw")
+    moments = {"sgd": {"momentum_buffer"}, "adamw": {"step", "exp_avg", "exp_avg_sq"}}[name]
+    assert set(next(iter(state["state"].values()))) == moments
+    with pytest.raises(ValueError, match="'sgd' or 'adamw', got 'adam'"):
+        run(with_overrides(preset, ["schedule.optimizer=adam"]), options(tmp_path / "bad"))
 
 
 def test_checkpoint_layout_loads_safely_and_in_dmnet(tmp_path):

@@ -1,14 +1,16 @@
 """MultiScaleShapes: a synthetic segmentation dataset where scale and shape matter, not colour.
 
 Each image holds 3-10 objects of six shape classes (dmnet.presets.DATASETS["multiscale_shapes"])
-whose sizes are log-uniform from a few pixels to half the image, over a textured background.
-Objects and background draw their colours and textures from the same distributions, for every
-class, so a per-pixel colour classifier cannot tell the classes apart (see training/baseline.py);
-a model has to look at shape, at every scale: the case DMNet's multi-scale filters are made for.
+whose sizes are log-uniform from a few pixels to half the image, over a textured background
+(stripes or checks, 4-24 px period). Objects are flat or smoothly shaded. Every colour, of the
+background and of every class, is drawn from the same distribution, so a per-pixel colour
+classifier cannot tell the classes apart (see training/baseline.py): where an object is shows in
+the local texture, which class it is only in its shape, at its scale - the case DMNet's
+multi-scale filters are made for.
 Everything is deterministic from (seed, split, index) and generated on the fly; `export` writes
 the standard folder layout (images/, annotations/, classes.json) that `SegFolder("folder")` reads.
 
-    python -m training.data.shapes export data/shapes --train 2000 --val 100
+    python -m training.data.shapes export data/shapes --train 2000 --val 500
 """
 
 from __future__ import annotations
@@ -41,18 +43,22 @@ class ShapesSample:
     sizes: list[float]  # circumscribed diameter of each object, px
 
 
-def _pattern(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """A texture in [0, 1] on the grid (stripes, checker, smooth noise or flat)."""
-    kind = rng.integers(4)
-    theta = rng.uniform(0, math.pi)
-    t = xx * math.cos(theta) + yy * math.sin(theta)
-    period = math.exp(rng.uniform(math.log(3), math.log(48)))
-    if kind == 0:
-        return 0.5 + 0.5 * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
-    if kind == 1:
+STRIPES, CHECKS, SMOOTH, FLAT = range(4)
+BACKGROUND_KINDS, OBJECT_KINDS = (STRIPES, CHECKS), (SMOOTH, FLAT)
+
+
+def _pattern(kind: int, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """A texture in [0, 1] on the grid: stripes or checks (period 4-24 px, any angle), smooth
+    noise (bilinear over 6x6 random cells spanning the grid) or flat."""
+    if kind in (STRIPES, CHECKS):
+        theta = rng.uniform(0, math.pi)
+        t = xx * math.cos(theta) + yy * math.sin(theta)
+        period = math.exp(rng.uniform(math.log(4), math.log(24)))
+        if kind == STRIPES:
+            return 0.5 + 0.5 * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
         s = -xx * math.sin(theta) + yy * math.cos(theta)
         return ((np.floor(t / period) + np.floor(s / period)) % 2).astype(np.float32)
-    if kind == 2:
+    if kind == SMOOTH:
         cells = rng.uniform(size=(6, 6)).astype(np.float32)
         iy = np.clip(((yy - yy.min()) / max(np.ptp(yy), 1) * 5), 0, 5)
         ix = np.clip(((xx - xx.min()) / max(np.ptp(xx), 1) * 5), 0, 5)
@@ -64,10 +70,16 @@ def _pattern(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.nda
     return np.zeros_like(yy)
 
 
-def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """(h, w, 3) float colours: two random colours blended by a random pattern."""
+def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
+             kinds: tuple[int, ...]) -> np.ndarray:
+    """(h, w, 3) float colours: two uniform random colours blended by a pattern of `kinds`.
+    A background's two colours differ by at least 80 (RGB distance), so its texture shows."""
     a, b = rng.uniform(0, 255, size=(2, 3))
-    p = _pattern(rng, yy, xx)[..., None]
+    for _ in range(10):
+        if kinds != BACKGROUND_KINDS or np.linalg.norm(a - b) >= 80:
+            break
+        a, b = rng.uniform(0, 255, size=(2, 3))
+    p = _pattern(kinds[rng.integers(len(kinds))], rng, yy, xx)[..., None]
     return a * (1 - p) + b * p
 
 
@@ -108,7 +120,7 @@ def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
     """One image, deterministic from (seed, index)."""
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    image = _texture(rng, yy, xx)
+    image = _texture(rng, yy, xx, BACKGROUND_KINDS)
     label = np.zeros((size, size), np.uint8)
     instances = np.zeros((size, size), np.uint8)
     n = int(rng.integers(objects[0], objects[1] + 1))
@@ -125,13 +137,13 @@ def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
         u = du * math.cos(angle) + dv * math.sin(angle)
         v = -du * math.sin(angle) + dv * math.cos(angle)
         inside = shape_mask(CLASSES[cls], u, v)
-        fill = _texture(rng, gy, gx)
+        fill = _texture(rng, gy, gx, OBJECT_KINDS)
         # Keep the object visible against what lies under it (class-independent rejection).
         under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else fill.mean((0, 1))
         for _ in range(10):
             if np.linalg.norm(fill.mean((0, 1)) - under) > 60:
                 break
-            fill = _texture(rng, gy, gx)
+            fill = _texture(rng, gy, gx, OBJECT_KINDS)
         image[y0:y1, x0:x1][inside] = fill[inside]
         label[y0:y1, x0:x1][inside] = cls
         instances[y0:y1, x0:x1][inside] = k
@@ -145,7 +157,8 @@ class MultiScaleShapes(Dataset):
 
     Args:
         split: "train" or "val" (disjoint streams of images).
-        length: number of images; the train stream is as long as you like.
+        length: number of images (default: 20000 train, the 500 validation images of the demo
+            checkpoint's model card); the train stream is as long as you like.
         size: image side in pixels.
         seed: base seed; image i of a split is `render((seed, split), i)`.
     """
@@ -155,7 +168,7 @@ class MultiScaleShapes(Dataset):
     def __init__(self, split: str = "train", length: int | None = None, size: int = 512,
                  seed: int = 0) -> None:
         self.split, self.size = split, size
-        self.length = length or {"train": 20000, "val": 100}[split]
+        self.length = length or {"train": 20000, "val": 500}[split]
         self.seed = seed * 10 + SPLIT_SEEDS[split]
 
     def __len__(self) -> int:
@@ -195,11 +208,18 @@ class SizeBuckets:
                 for b, s in self.stats.items()}
 
 
+def label_png(label: np.ndarray) -> Image.Image:
+    """A (H, W) uint8 label map as a palette PNG image: class ids as pixel values, the dataset's
+    colours as the palette (what SegFolder and the app read back as class ids)."""
+    mask = Image.fromarray(label, mode="P")
+    mask.putpalette([c for rgb in PALETTE for c in rgb])
+    return mask
+
+
 def export(out: Path, train: int, val: int, size: int = 512, seed: int = 0) -> None:
     """Write images/<split>/*.png, annotations/<split>/*.png (palette PNGs of class ids) and
     classes.json: the folder layout `SegFolder("folder")` reads. (Size-bucket metrics need the
     object sizes, so they are computed on the on-the-fly dataset.)"""
-    palette = [c for rgb in PALETTE for c in rgb]
     for split, n in (("train", train), ("val", val)):
         data = MultiScaleShapes(split, n, size, seed)
         for sub in ("images", "annotations"):
@@ -207,9 +227,7 @@ def export(out: Path, train: int, val: int, size: int = 512, seed: int = 0) -> N
         for i in range(n):
             s, stem = data.sample(i), f"{i:06d}"
             Image.fromarray(s.image).save(out / "images" / split / f"{stem}.png")
-            mask = Image.fromarray(s.label, mode="P")
-            mask.putpalette(palette)
-            mask.save(out / "annotations" / split / f"{stem}.png")
+            label_png(s.label).save(out / "annotations" / split / f"{stem}.png")
     meta = {"classes": list(CLASSES), "palette": [list(c) for c in PALETTE],
             "dataset": "multiscale_shapes", "size": size, "seed": seed}
     (out / "classes.json").write_text(json.dumps(meta, indent=1))
@@ -221,7 +239,7 @@ def main() -> None:
     ex = sub.add_parser("export", help="write images/, annotations/, classes.json")
     ex.add_argument("out", type=Path)
     ex.add_argument("--train", type=int, default=2000)
-    ex.add_argument("--val", type=int, default=100)
+    ex.add_argument("--val", type=int, default=500)
     ex.add_argument("--size", type=int, default=512)
     ex.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -1,0 +1,46 @@
+"""Write the app's example gallery, assets/examples/, reproducibly.
+
+    python -m assets.make_examples              # from the project root
+
+- `shapes_<i>.png` + `shapes_<i>_mask.png`: MultiScaleShapes scenes (training/data/shapes.py) at
+  the demo model's 256 px, from a seed of their own (not the validation stream), with their true masks, for the
+  bundled demo checkpoint.
+- `<name>.jpg`: photographs bundled with scikit-image, free to use (public domain or CC0, as
+  skimage.data documents them), for the official Cityscapes / ADE20K checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import skimage.data
+from PIL import Image
+
+from training.data.shapes import label_png, render
+
+SCENE_SEED = 2019  # the paper's year; not a training (0) or validation (1) stream
+SCENES = (0, 2, 6)  # indices with objects from tiny to large, picked by looking at them
+PHOTOS = {  # skimage.data name -> licence, as its docstring states
+    "astronaut": "public domain (NASA)",
+    "coffee": "CC0 (Rachel Michetti)",
+    "rocket": "public domain (SpaceX)",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "examples")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for n, index in enumerate(SCENES, start=1):
+        sample = render(SCENE_SEED, index, 256)
+        Image.fromarray(sample.image).save(args.out / f"shapes_{n}.png")
+        label_png(sample.label).save(args.out / f"shapes_{n}_mask.png")
+    for name in PHOTOS:
+        Image.fromarray(getattr(skimage.data, name)()).save(args.out / f"{name}.jpg", quality=90)
+    print(f"wrote {len(SCENES)} scenes with masks and {len(PHOTOS)} photographs to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

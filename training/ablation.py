@@ -1,0 +1,156 @@
+"""Do the dynamic multi-scale filters matter? mIoU of a trained DMNet under ablations.
+
+    python -m training.ablation assets/demo/dmnet_r18-d8_shapes.pth          # MultiScaleShapes
+    python -m training.ablation CKPT --data-root data/cityscapes --limit 100
+
+Each variant is evaluated exactly like `training.evaluate` (same test pipeline and metrics):
+
+- `full`: the model as trained.
+- `without <part>` for each input of DMHead's bottleneck (`x`, `k=1`, `k=3`, ...): that input's
+  contribution removed. The bottleneck conv has no bias, so zeroing its weight slice for the part
+  is exactly zeroing the part's output before the concatenation (the app's "remove" ablation).
+- `static filters`: every generated filter replaced by its mean over the evaluated images (per
+  branch, channel and tap): the same head with filters that no longer depend on the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from dmnet.checkpoint import load_checkpoint
+from dmnet.inference import normalize, test_resize
+from dmnet.model import DMNet
+
+from .data import MultiScaleShapes, build_dataset
+from .evaluate import evaluate
+
+
+def part_names(model: DMNet) -> list[str]:
+    """The bottleneck's inputs in concatenation order: "x", then "k=1", "k=3", ..."""
+    return ["x", *(f"k={k}" for k in model.decode_head.filter_sizes)]
+
+
+def without_part(model: DMNet, name: str) -> DMNet:
+    """A copy of `model` whose bottleneck ignores the input `name` (see `part_names`)."""
+    names = part_names(model)
+    if name not in names:
+        raise ValueError(f"unknown part {name!r}; the parts are {names}")
+    head = model.decode_head
+    widths = [head.bottleneck.conv.in_channels - len(head.filter_sizes) * head.conv_seg.in_channels,
+              *[head.conv_seg.in_channels] * len(head.filter_sizes)]
+    start = sum(widths[:names.index(name)])
+    ablated = copy.deepcopy(model)
+    with torch.no_grad():
+        ablated.decode_head.bottleneck.conv.weight[:, start:start + widths[names.index(name)]] = 0
+    return ablated
+
+
+class StaticFilters(nn.Module):
+    """Stands in for a DCM's filter_gen_conv: the same (C, k, k) filters for every input."""
+
+    def __init__(self, filters: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("filters", filters)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        """(N, C_in, k, k) pooled input (ignored) -> (N, C, k, k) fixed filters."""
+        return self.filters.unsqueeze(0).expand(pooled.shape[0], -1, -1, -1)
+
+
+@torch.no_grad()  # not inference_mode: the means become buffers of a model used anywhere
+def mean_filters(model: DMNet, data: Dataset, limit: int | None = None,
+                 progress: bool = False) -> dict[int, Tensor]:
+    """Per filter size k, the (C, k, k) mean of the generated filters over `data`'s images, each
+    seen through the single-scale test pipeline."""
+    preset, n = model.preset, min(len(data), limit or len(data))
+    sums: dict[int, Tensor] = {}
+    for i in tqdm(range(n), disable=not progress, desc="mean filters", leave=False):
+        image = data[i][0]
+        x = normalize(test_resize(image, preset.test_scale), preset.mean, preset.std)
+        for k, f in model.inspect(x.to(model.device)).filters.items():
+            sums[k] = sums.get(k, 0) + f[0].double()
+    return {k: (s / n).float() for k, s in sums.items()}
+
+
+def with_static_filters(model: DMNet, filters: dict[int, Tensor]) -> DMNet:
+    """A copy of `model` whose DCMs apply `filters[k]` to every input."""
+    static = copy.deepcopy(model)
+    for dcm in static.decode_head.dcm_modules:
+        dcm.filter_gen_conv = StaticFilters(filters[dcm.filter_size].to(model.device))
+    return static
+
+
+@dataclass
+class Row:
+    variant: str
+    mIoU: float
+    drop: float  # mIoU of `full` minus this variant's (points)
+    aAcc: float
+    IoU: dict[str, float]
+    size_buckets: dict | None
+
+
+def ablate(model: DMNet, data: Dataset, limit: int | None = None,
+           progress: bool = False) -> list[Row]:
+    """Evaluate `full`, `without <part>` for every part, and `static filters` on `data`."""
+    variants = {"full": model, **{f"without {p}": without_part(model, p) for p in part_names(model)}}
+    variants["static filters"] = with_static_filters(
+        model, mean_filters(model, data, limit, progress))
+    rows: list[Row] = []
+    for name, variant in variants.items():
+        metrics, buckets = evaluate(variant.eval(), data, limit=limit, progress=progress)
+        base = rows[0].mIoU if rows else metrics.mIoU
+        rows.append(Row(name, metrics.mIoU, base - metrics.mIoU, metrics.aAcc, metrics.IoU,
+                        buckets))
+    return rows
+
+
+def format_rows(rows: list[Row]) -> str:
+    classes = list(rows[0].IoU)
+    width = max(len(r.variant) for r in rows)
+    head = f"{'variant':<{width}}  {'mIoU':>6}  {'drop':>6}  " + "  ".join(
+        f"{c[:8]:>8}" for c in classes)
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r.variant:<{width}}  {r.mIoU:6.2f}  {r.drop:6.2f}  " + "  ".join(
+            f"{r.IoU[c]:8.2f}" for c in classes))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="mIoU of a DMNet with branches removed and with "
+                                                 "static (mean) filters.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--data-root", help="the dataset's folder (none: MultiScaleShapes)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, help="the first N images only")
+    parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.ablation.json)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    model = load_checkpoint(args.checkpoint, map_location=args.device)
+    p = model.preset
+    data = build_dataset(p.dataset, args.split, args.data_root, size=min(p.test_scale))
+    rows = ablate(model, data, args.limit, progress=True)
+    n = min(len(data), args.limit or len(data))
+    print(f"{p.name} on {n} {args.split} images"
+          f"{' (MultiScaleShapes)' if isinstance(data, MultiScaleShapes) else ''}\n")
+    print(format_rows(rows))
+    out = args.out or args.checkpoint.with_suffix(".ablation.json")
+    out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "preset": p.name,
+                               "split": args.split, "images": n,
+                               "rows": [asdict(r) for r in rows]}, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
