@@ -11,14 +11,16 @@ import gradio as gr
 import numpy as np
 
 from . import overlays
-from .analysis import ablated_label, sweep_frame
+from .analysis import ablated_label, analyse, sweep_frame
 from .attribution import keep_mask
 from .figures import cosine_lines, filter_pair, sweep_animation, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
-from .runtime import channel_choices, gpu, ranking, see, user_errors, valid_channel
+from .runtime import channel_choices, gpu, ranking, see, static_model, user_errors, valid_channel
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+ABLATIONS = ("remove", "keep only", "static filters")  # the modes of `ablate`
+STATIC = ABLATIONS[2]
 
 
 # --- ablation -------------------------------------------------------------------------------------
@@ -26,14 +28,22 @@ SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 @user_errors
 @gpu
 def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: list[str] | None):
-    """Remove inputs of the bottleneck (or keep only some) and show what the prediction becomes."""
+    """Remove inputs of the bottleneck (or keep only some), or make every filter static (its mean
+    over the reference inputs), and show what the prediction becomes."""
     seen = see(key, image, truth)
     a = seen.analysis
     parts = list(parts or [])
-    if mode == "keep only" and not parts:
-        raise gr.Error("Tick at least one input to keep.")
-    keep = keep_mask(a.part_names, parts, mode)
-    after = ablated_label(a, keep)
+    if mode == STATIC:
+        after = analyse(static_model(key), a.image).label
+        done = (f"Every generated filter replaced by its mean over the "
+                f"{ranking(key).inputs} reference inputs (x and all branches kept)")
+    else:
+        if mode == "keep only" and not parts:
+            raise gr.Error("Tick at least one input to keep.")
+        keep = keep_mask(a.part_names, parts, mode)
+        after = ablated_label(a, keep)
+        kept = [n for n, k in zip(a.part_names, keep, strict=True) if k]
+        done = f"Bottleneck computed from **{', '.join(kept) or 'nothing but the BN shift'}**"
     changed = float((after != a.label).mean())
     total = a.label.size
     rows = [[c.name, round(100 * c.before / total, 2), round(100 * c.after / total, 2),
@@ -41,9 +51,7 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
              None if c.iou_before is None else round(100 * c.iou_before, 1),
              None if c.iou_after is None else round(100 * c.iou_after, 1)]
             for c in class_changes(a.label, after, a.classes, seen.truth)]
-    kept = [n for n, k in zip(a.part_names, keep, strict=True) if k]
-    summary = (f"Bottleneck computed from **{', '.join(kept) or 'nothing but the BN shift'}**: "
-               f"**{100 * changed:.1f}%** of pixels change class.")
+    summary = f"{done}: **{100 * changed:.1f}%** of pixels change class."
     if seen.truth is not None:
         k = len(a.classes)
         summary += (f" mIoU {100 * mean_iou(a.label, seen.truth, k):.1f}% → "

@@ -17,14 +17,22 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import torch
 
 from dmnet import CheckpointError, DMNet
 
 from . import models
 from .analysis import Analysis, analyse, filter_bank, reference_images
 from .filters import input_dependence, rank_channels
-from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key, read_image,
-                     read_mask)
+from .images import (
+    NO_IMAGE,
+    InputError,
+    Picture,
+    fit_to_test_scale,
+    image_key,
+    read_image,
+    read_mask,
+)
 
 log = logging.getLogger("dmnet.app")
 ANALYSES_KEPT = 4
@@ -55,10 +63,13 @@ class Ranking:
 
     order: dict[int, np.ndarray]  # k -> channel indices, most input-dependent first
     score: dict[int, np.ndarray]  # k -> (C,) the std of the filter taps across inputs
+    mean: dict[int, np.ndarray]  # k -> (C, k, k) the mean filter over the reference inputs
+    inputs: int  # how many reference inputs
 
 
 _analyses: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
 _rankings: dict[str, Ranking] = {}
+_static: dict[str, DMNet] = {}
 _lock = threading.Lock()
 
 
@@ -96,9 +107,26 @@ def ranking(key: str) -> Ranking:
     model = models.get_model(key)
     bank = filter_bank(model, reference_images(model.preset.dataset))
     score = {k: input_dependence(b) for k, b in bank.items()}
-    result = Ranking({k: rank_channels(s) for k, s in score.items()}, score)
+    result = Ranking({k: rank_channels(s) for k, s in score.items()}, score,
+                     {k: b.mean(0) for k, b in bank.items()}, len(next(iter(bank.values()))))
     with _lock:
         _rankings[key] = result
+    return result
+
+
+def static_model(key: str) -> DMNet:
+    """The model with every generated filter replaced by its mean over the reference inputs:
+    the same head with input-independent filters (`training.ablation`'s static baseline)."""
+    from training.ablation import with_static_filters
+
+    with _lock:
+        if key in _static:
+            return _static[key]
+    model = models.get_model(key)
+    mean = {k: torch.from_numpy(m) for k, m in ranking(key).mean.items()}
+    result = with_static_filters(model, mean).eval()
+    with _lock:
+        _static[key] = result
     return result
 
 

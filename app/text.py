@@ -65,7 +65,10 @@ constant). The map colours each pixel by the input with the largest term: the on
 **Ablation.** Remove inputs (or keep only some): their part of the bottleneck is set to zero, as
 if the branch output were zero, and the rest of the head runs again. Changed pixels are shown in
 their new class colour over a faded image; the table lists each class's share before and after
-(and IoU with a true mask).
+(and IoU with a true mask). **Static filters** keeps every input but replaces each generated
+filter by its mean over the reference inputs (the ones that rank the channels): the same network
+with ordinary, input-independent depthwise filters. What changes is what the *dynamic* part of
+the filters does for this image.
 
 Reference: {PAPER}."""
 

@@ -13,6 +13,7 @@ import gradio as gr
 from . import actions, models, text
 from .diagram import architecture_svg
 from .events import wire
+from .experiments import ABLATIONS
 from .images import list_examples
 
 EXAMPLES_DIR = models.ROOT / "assets" / "examples"  # or $DMNET_EXAMPLES
@@ -162,7 +163,7 @@ def attribution_tab() -> dict:
                                  interactive=False)
     with gr.Row():
         with gr.Column(scale=1):
-            mode = gr.Radio(["remove", "keep only"], value="remove", label="ablation")
+            mode = gr.Radio(list(ABLATIONS), value="remove", label="ablation")
             parts = gr.CheckboxGroup(["x", "k=1", "k=3", "k=5", "k=7"], value=["k=7"],
                                      label="inputs of the bottleneck")
             run = gr.Button("Ablate", variant="primary")

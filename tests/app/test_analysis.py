@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import dmnet
 from app.analysis import analyse, filter_bank, reference_images, sweep_frame
@@ -41,3 +42,17 @@ def test_filter_bank_and_reference_images(model):
     assert bank[7].shape == (3, model.preset.head_channels, 7, 7)
     photos = reference_images("cityscapes", count=2, side=96)
     assert len(photos) == 2 and max(photos[0].shape[:2]) == 96 and photos[0].dtype == np.uint8
+
+
+def test_static_model_applies_the_mean_filters_of_the_reference_inputs(demo_env):
+    from app import runtime
+
+    r = runtime.ranking("demo")
+    static = runtime.static_model("demo")
+    assert runtime.static_model("demo") is static and r.inputs == 6  # computed once
+    for k, f in static.inspect(torch.randn(2, 3, 64, 48)).filters.items():
+        assert f.shape == (2, *r.mean[k].shape)
+        np.testing.assert_allclose(f[1].numpy(), r.mean[k], rtol=1e-6)
+    model = runtime.models.get_model("demo")
+    assert not torch.equal(model.inspect(torch.randn(1, 3, 64, 48)).filters[3][0],
+                           torch.from_numpy(r.mean[3]))  # the live model still adapts

@@ -68,6 +68,9 @@ def test_attribution_and_ablation(client, scene):
                                             api_name="/ablate")
     assert "computed from **k=3**" in summary and "mIoU" in summary
     assert rows["headers"][0] == "class"
+    changed, rows, summary = client.predict("demo", image, mask, "static filters", [],
+                                            api_name="/ablate")
+    assert "mean over the 6 reference inputs" in summary and "mIoU" in summary
 
 
 def test_compare_two_images(client, scene, photo):
