@@ -20,7 +20,7 @@ from PIL import Image
 from training.data.shapes import label_png, render
 
 SCENE_SEED = 2019  # the paper's year; not a training (0) or validation (1) stream
-SCENES = (0, 2, 6)  # indices with objects from tiny to large, picked by looking at them
+SCENES = (1, 4, 6)  # indices with objects from tiny to large, picked by looking at them
 PHOTOS = {  # skimage.data name -> licence, as its docstring states
     "astronaut": "public domain (NASA)",
     "coffee": "CC0 (Rachel Michetti)",

@@ -182,13 +182,13 @@ _EXTRA = [
 
 # The small CPU preset of the bundled demo checkpoint (assets/README.md): ResNetV1c-18-D8 at half
 # width (stem and layer1 32 channels: ~4x fewer FLOPs than R-18, so it trains from scratch on a
-# 2-core CPU in about two hours), an 8x narrower head (64 channels instead of 512), trained on
+# 2-core CPU in about three hours), an 8x narrower head (64 channels instead of 512), trained on
 # 256x256 MultiScaleShapes scenes with AdamW (SGD 0.01-0.05 does not leave the all-background
 # plateau within a CPU budget when nothing is pretrained; measured in the README).
 SMALL = Preset(
-    name="dmnet_r18w32-d8_1xb4-4k_shapes-256x256", depth=18, dataset="multiscale_shapes",
+    name="dmnet_r18w32-d8_1xb4-8k_shapes-256x256", depth=18, dataset="multiscale_shapes",
     crop_size=(256, 256), test_scale=(256, 256), align_corners=False,
-    schedule=Schedule(4000, 500, 4, 1, lr=0.001, weight_decay=0.01, optimizer="adamw"),
+    schedule=Schedule(8000, 500, 4, 1, lr=0.001, weight_decay=0.01, optimizer="adamw"),
     stem_channels=32, base_channels=32,
     head_channels=64, aux_channels=32,
 )

@@ -8,7 +8,7 @@ import dmnet
 from app.images import (InputError, Picture, fit_to_test_scale, generate_scene, image_key,
                         list_examples, model_input, read_image, read_mask)
 
-SMALL = dmnet.PRESETS["dmnet_r18w32-d8_1xb4-4k_shapes-256x256"]
+SMALL = dmnet.PRESETS["dmnet_r18w32-d8_1xb4-8k_shapes-256x256"]
 CITYSCAPES = dmnet.PRESETS["dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"]
 
 

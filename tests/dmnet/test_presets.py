@@ -76,7 +76,7 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_small_preset_builds_in_eval_mode():
-    m = build_model("dmnet_r18w32-d8_1xb4-4k_shapes-256x256")
+    m = build_model("dmnet_r18w32-d8_1xb4-8k_shapes-256x256")
     assert not m.training
     assert m.preset.num_classes == len(m.preset.palette)
     assert count(m) < 15_000_000

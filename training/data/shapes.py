@@ -1,8 +1,9 @@
 """MultiScaleShapes: a synthetic segmentation dataset where scale and shape matter, not colour.
 
-Each image holds 3-10 objects of six shape classes (dmnet.presets.DATASETS["multiscale_shapes"])
+Each image holds up to 3-10 objects of six shape classes (dmnet.presets.DATASETS["multiscale_shapes"])
 whose sizes are log-uniform from a few pixels to half the image, over a textured background
-(stripes or checks, 4-24 px period). Objects are flat or smoothly shaded. Every colour, of the
+(stripes or checks, 4-24 px period). Objects are flat or smoothly shaded, lie wholly inside the
+image and do not touch, so every label is a whole, unoccluded shape. Every colour, of the
 background and of every class, is drawn from the same distribution, so a per-pixel colour
 classifier cannot tell the classes apart (see training/baseline.py): where an object is shows in
 the local texture, which class it is only in its shape, at its scale - the case DMNet's
@@ -117,19 +118,27 @@ def shape_mask(cls: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
            objects: tuple[int, int] = (3, 10)) -> ShapesSample:
-    """One image, deterministic from (seed, index)."""
+    """One image, deterministic from (seed, index). Objects lie wholly inside the image and do not
+    touch each other (an object that finds no free place in 20 draws is left out)."""
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     image = _texture(rng, yy, xx, BACKGROUND_KINDS)
     label = np.zeros((size, size), np.uint8)
     instances = np.zeros((size, size), np.uint8)
     n = int(rng.integers(objects[0], objects[1] + 1))
-    sizes = sorted(np.exp(rng.uniform(math.log(min_px), math.log(size / 2), n)), reverse=True)
-    for k, diameter in enumerate(sizes, start=1):  # large first: small objects stay visible
-        cls = int(rng.integers(1, len(CLASSES)))
-        cy, cx = rng.uniform(0, size, 2)
-        angle = rng.uniform(0, 2 * math.pi)
+    wanted = sorted(np.exp(rng.uniform(math.log(min_px), math.log(size / 2), n)), reverse=True)
+    placed: list[tuple[float, float, float]] = []  # (cy, cx, r) of the objects drawn
+    for diameter in wanted:  # large first: they are the hardest to fit
         r = diameter / 2
+        for _ in range(20):
+            cy, cx = rng.uniform(r + 1, size - r - 1, 2)
+            if all(math.hypot(cy - y, cx - x) > r + q + 2 for y, x, q in placed):
+                break
+        else:
+            continue
+        placed.append((cy, cx, r))
+        cls = int(rng.integers(1, len(CLASSES)))
+        angle = rng.uniform(0, 2 * math.pi)
         y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
         x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
         gy, gx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
@@ -138,7 +147,7 @@ def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
         v = -du * math.sin(angle) + dv * math.cos(angle)
         inside = shape_mask(CLASSES[cls], u, v)
         fill = _texture(rng, gy, gx, OBJECT_KINDS)
-        # Keep the object visible against what lies under it (class-independent rejection).
+        # Keep the object visible against the background (class-independent rejection).
         under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else fill.mean((0, 1))
         for _ in range(10):
             if np.linalg.norm(fill.mean((0, 1)) - under) > 60:
@@ -146,10 +155,10 @@ def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
             fill = _texture(rng, gy, gx, OBJECT_KINDS)
         image[y0:y1, x0:x1][inside] = fill[inside]
         label[y0:y1, x0:x1][inside] = cls
-        instances[y0:y1, x0:x1][inside] = k
+        instances[y0:y1, x0:x1][inside] = len(placed)
     image += rng.normal(0, 6, image.shape)
     return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances,
-                        [float(s) for s in sizes])
+                        [2 * r for _, _, r in placed])
 
 
 class MultiScaleShapes(Dataset):
