@@ -44,11 +44,10 @@ def demo_missing_message() -> str:
     path = demo_checkpoint()
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     return (f"The demo checkpoint is missing: no file at `{shown}`. It is this project's small "
-            f"DMNet trained on MultiScaleShapes (preset `{SMALL_PRESET}`): train it with "
-            f"`python -m training.train {SMALL_PRESET} --work-dir work_dirs/shapes` (see "
-            "assets/README.md for the exact recipe) and copy the checkpoint there, or set "
-            "`DMNET_DEMO_CHECKPOINT` to a DMNet checkpoint. Meanwhile, pick an official model "
-            "(downloaded on first use) or upload a .pth.")
+            f"DMNet trained on MultiScaleShapes (preset `{SMALL_PRESET}`): `make "
+            "demo-checkpoint` trains it (a few CPU hours, resumable) and writes it there; or "
+            "set `DMNET_DEMO_CHECKPOINT` to a DMNet checkpoint. Meanwhile, pick an official "
+            "model (downloaded on first use) or upload a .pth.")
 
 
 def device() -> torch.device:

@@ -24,15 +24,8 @@ from dmnet import CheckpointError, DMNet
 from . import models
 from .analysis import Analysis, analyse, filter_bank, reference_images
 from .filters import input_dependence, rank_channels
-from .images import (
-    NO_IMAGE,
-    InputError,
-    Picture,
-    fit_to_test_scale,
-    image_key,
-    read_image,
-    read_mask,
-)
+from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key, read_image,
+                     read_mask)
 
 log = logging.getLogger("dmnet.app")
 ANALYSES_KEPT = 4

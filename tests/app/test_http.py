@@ -138,4 +138,4 @@ def test_without_the_demo_checkpoint_the_app_starts_and_says_how_to_make_it(tmp_
     info = next(c for c in config["components"] if c.get("props", {}).get("elem_id") ==
                 "model-info")
     assert "demo checkpoint is missing" in info["props"]["value"]
-    assert "python -m training.train" in info["props"]["value"]
+    assert "make demo-checkpoint" in info["props"]["value"]

@@ -38,7 +38,7 @@ def test_a_missing_demo_checkpoint_is_explained_not_replaced(demo_env, monkeypat
     with pytest.raises(models.DemoMissing, match="demo checkpoint is missing"):
         models.get_model(models.DEMO)
     status = actions.startup(models.DEMO)
-    assert "missing" in status and "python -m training.train" in status
+    assert "missing" in status and "make demo-checkpoint" in status
     assert "DMNET_DEMO_CHECKPOINT" in status
     assert "(checkpoint missing)" in models.label_of(models.DEMO)
     with pytest.raises(gr.Error, match="demo checkpoint is missing"):
