@@ -180,9 +180,9 @@ _EXTRA = [
     ]
 ]
 
-# The small CPU preset of the bundled demo checkpoint (assets/README.md): ResNetV1c-18-D8 at half
-# width (stem and layer1 32 channels: ~4x fewer FLOPs than R-18, so it trains from scratch on a
-# 2-core CPU in about three hours), an 8x narrower head (64 channels instead of 512), trained on
+# The small CPU preset of the bundled demo checkpoint (`make demo-checkpoint`): ResNetV1c-18-D8
+# at half width (stem and layer1 32 channels: ~4x fewer FLOPs than R-18, so it trains from
+# scratch on a 2-core CPU in about three hours), an 8x narrower head (64 channels instead of 512), trained on
 # 256x256 MultiScaleShapes scenes with AdamW (SGD 0.01-0.05 does not leave the all-background
 # plateau within a CPU budget when nothing is pretrained; measured in the README).
 SMALL = Preset(
