@@ -26,12 +26,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dmnet.checkpoint import load_checkpoint
 from dmnet.inference import normalize, test_resize
 from dmnet.model import DMNet
 
-from .data import MultiScaleShapes, build_dataset
-from .evaluate import evaluate
+from .data import MultiScaleShapes
+from .evaluate import checkpoint_and_data, evaluate
 
 
 def part_names(model: DMNet) -> list[str]:
@@ -137,9 +136,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    model = load_checkpoint(args.checkpoint, map_location=args.device)
+    model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
     p = model.preset
-    data = build_dataset(p.dataset, args.split, args.data_root, size=min(p.test_scale))
     rows = ablate(model, data, args.limit, progress=True)
     n = min(len(data), args.limit or len(data))
     print(f"{p.name} on {n} {args.split} images"

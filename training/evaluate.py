@@ -109,6 +109,14 @@ def format_table(m: Metrics, size_buckets: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_and_data(checkpoint: Path, data_root: str | None, split: str,
+                        device: str) -> tuple[DMNet, Dataset]:
+    """A checkpoint's model and the `split` of its preset's dataset (the CLIs' shared start)."""
+    model = load_checkpoint(checkpoint, map_location=device)
+    p = model.preset
+    return model, build_dataset(p.dataset, split, data_root, size=min(p.test_scale))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Evaluate a DMNet checkpoint (mIoU, mAcc, aAcc).")
     parser.add_argument("checkpoint", type=Path)
@@ -121,9 +129,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    model = load_checkpoint(args.checkpoint, map_location=args.device)
+    model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
     p = model.preset
-    data = build_dataset(p.dataset, args.split, args.data_root, size=min(p.test_scale))
     metrics, buckets = evaluate(model, data, args.mode, args.aug_test, args.limit, progress=True)
     print(f"{p.name} on {len(data) if not args.limit else args.limit} {args.split} images, "
           f"mode {args.mode or p.test_mode}{' + ms/flip' if args.aug_test else ''}\n")
