@@ -152,16 +152,17 @@ def filter_bank(model: DMNet, images: list[np.ndarray]) -> dict[int, np.ndarray]
     return {k: np.stack(v) for k, v in banks.items()}
 
 
-def reference_images(dataset: str, count: int = 6, side: int = 256) -> list[np.ndarray]:
+def reference_images(dataset: str, count: int = 6, side: int | None = None) -> list[np.ndarray]:
     """Fixed inputs of the model's domain to measure how much each filter channel varies:
-    MultiScaleShapes validation scenes, or scikit-image's bundled photographs."""
+    MultiScaleShapes validation scenes (default side: the demo model's scene size), or
+    scikit-image's bundled photographs (default long side 256 px)."""
     if dataset == "multiscale_shapes":
-        from training.data.shapes import MultiScaleShapes
+        from training.data.shapes import SIZE, MultiScaleShapes
 
-        val = MultiScaleShapes("val", length=count, size=side)
+        val = MultiScaleShapes("val", length=count, size=side or SIZE)
         return [val.sample(i).image for i in range(count)]
     import skimage.data
 
     names = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "immunohistochemistry")
     photos = [getattr(skimage.data, n)() for n in names[:count]]
-    return [scaled(p, side / max(p.shape[:2])) for p in photos]
+    return [scaled(p, (side or 256) / max(p.shape[:2])) for p in photos]

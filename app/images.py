@@ -153,15 +153,16 @@ def image_key(image: np.ndarray) -> str:
 
 
 def generate_scene(seed: int, object_scale: float,
-                   size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                   size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A MultiScaleShapes scene and its true mask, (size, size, 3) uint8 and (size, size) uint8.
 
     `object_scale` zooms the scene: it is rendered at size / object_scale pixels and resized to
     `size`, so every object appears `object_scale` times larger (smaller below 1). The default
     size is the demo model's test scale, the size of its training scenes.
     """
-    from training.data.shapes import render  # the training data's own generator
+    from training.data.shapes import SIZE, render  # the training data's own generator
 
+    size = size or SIZE
     side = max(64, round(size / object_scale))
     sample = render(int(seed), 0, side)
     if side == size:

@@ -25,7 +25,7 @@ from dmnet import PRESETS, CheckpointError, DMNet, load_checkpoint
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = "demo"
 DEMO_DEFAULT = ROOT / "assets" / "demo" / "dmnet_r18-d8_shapes.pth"
-SMALL_PRESET = "dmnet_r18w32-d8_1xb4-8k_shapes-256x256"
+SMALL_PRESET = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128"
 CACHE_SIZE = 2  # models kept in memory (an official R-101 takes ~0.3 GB)
 OFFICIAL = [name for name, p in PRESETS.items() if p.checkpoint_url]
 DATASET_TITLES = {"cityscapes": "Cityscapes", "ade20k": "ADE20K"}

@@ -3,7 +3,7 @@
     python -m assets.make_examples              # from the project root
 
 - `shapes_<i>.png` + `shapes_<i>_mask.png`: MultiScaleShapes scenes (training/data/shapes.py) at
-  the demo model's 256 px, from a seed of their own (not the validation stream), with their true masks, for the
+  the demo model's 128 px (training.data.shapes.SIZE), from a seed of their own (not the validation stream), with their true masks, for the
   bundled demo checkpoint.
 - `<name>.jpg`: photographs bundled with scikit-image, free to use (public domain or CC0, as
   skimage.data documents them), for the official Cityscapes / ADE20K checkpoints.
@@ -17,10 +17,10 @@ from pathlib import Path
 import skimage.data
 from PIL import Image
 
-from training.data.shapes import label_png, render
+from training.data.shapes import SIZE, label_png, render
 
 SCENE_SEED = 2019  # the paper's year; not a training (0) or validation (1) stream
-SCENES = (1, 4, 6)  # indices with objects from tiny to large, picked by looking at them
+SCENES = (1, 8, 11)  # indices with every class and objects from tiny to large, picked by looking
 PHOTOS = {  # skimage.data name -> licence, as its docstring states
     "astronaut": "public domain (NASA)",
     "coffee": "CC0 (Rachel Michetti)",
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for n, index in enumerate(SCENES, start=1):
-        sample = render(SCENE_SEED, index, 256)
+        sample = render(SCENE_SEED, index, SIZE)
         Image.fromarray(sample.image).save(args.out / f"shapes_{n}.png")
         label_png(sample.label).save(args.out / f"shapes_{n}_mask.png")
     for name in PHOTOS:

@@ -37,8 +37,8 @@ CASES = [
     ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
-    ("dmnet_r18w32-d8_1xb4-8k_shapes-256x256", (256, 256)),  # the demo model at its test scale
-    ("dmnet_r18w32-d8_1xb4-8k_shapes-256x256", (512, 512)),
+    ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (128, 128)),  # the demo model at its test scale
+    ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (512, 512)),
 ]
 
 

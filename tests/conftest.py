@@ -13,7 +13,7 @@ def _seed():
 
 def tiny_preset(depth: int = 18, classes: str = "multiscale_shapes", **kw):
     """A narrow preset (8-channel stem and base) that runs in milliseconds."""
-    base = PRESETS["dmnet_r18w32-d8_1xb4-8k_shapes-256x256"]
+    base = PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"]
     return dataclasses.replace(base, name=f"tiny-r{depth}", depth=depth, stem_channels=8,
                                base_channels=8, head_channels=16, aux_channels=8,
                                dataset=classes, classes=(), palette=(), **kw)

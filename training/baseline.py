@@ -18,7 +18,7 @@ import torch
 from dmnet.presets import DATASETS
 
 from .data import MultiScaleShapes
-from .data.shapes import SizeBuckets
+from .data.shapes import SIZE, SizeBuckets
 from .evaluate import Metrics, confusion_matrix, format_table, summarize
 
 LEVELS = 16
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=int, default=200, help="images to fit the table on")
     parser.add_argument("--val", type=int, default=500, help="validation images")
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=int, default=SIZE)
     args = parser.parse_args()
     classes = DATASETS["multiscale_shapes"][0]
     table = fit(MultiScaleShapes("train", size=args.size), args.train, len(classes))

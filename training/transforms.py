@@ -1,6 +1,6 @@
 """The training recipe of mmsegmentation's configs (facts §3-§4) as paired image/label transforms.
 
-RandomResize (ratio 0.5-2.0, mmcv keep-ratio) -> RandomCrop (cat_max_ratio 0.75) -> RandomFlip (0.5)
+RandomResize (the preset's ratio_range, 0.5-2.0 in every config; mmcv keep-ratio) -> RandomCrop (cat_max_ratio 0.75) -> RandomFlip (0.5)
 -> PhotoMetricDistortion -> normalize -> pad to the crop (image 0, label 255). Resizing, cropping,
 flipping and padding are torchvision transforms v2 kernels on `tv_tensors.Image`/`tv_tensors.Mask`
 (masks resize with nearest); what v2 lacks is written here: mmcv's keep-ratio size rule, the
@@ -21,12 +21,11 @@ from dmnet.inference import normalize, rescale_size
 from dmnet.presets import Preset
 
 IGNORE_INDEX = 255
-RATIO_RANGE = (0.5, 2.0)
 CAT_MAX_RATIO = 0.75
 
 
-def random_resize_size(h: int, w: int, scale: tuple[int, int], rng: np.random.Generator,
-                       ratio_range: tuple[float, float] = RATIO_RANGE) -> tuple[int, int]:
+def random_resize_size(h: int, w: int, scale: tuple[int, int], ratio_range: tuple[float, float],
+                       rng: np.random.Generator) -> tuple[int, int]:
     """mmcv RandomResize(scale, ratio_range, keep_ratio=True): the new (h, w)."""
     ratio = rng.uniform(*ratio_range)
     target = (int(scale[0] * ratio), int(scale[1] * ratio))
@@ -112,7 +111,7 @@ def train_transform(image: np.ndarray, label: np.ndarray, preset: Preset,
     """uint8 RGB (H, W, 3) + uint8 label (H, W) -> normalized (3, ch, cw) float, (ch, cw) int64."""
     img = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     mask = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(label))[None])
-    size = random_resize_size(*img.shape[-2:], preset.test_scale, rng)
+    size = random_resize_size(*img.shape[-2:], preset.test_scale, preset.ratio_range, rng)
     img, mask = F.resize(img, list(size), antialias=False), F.resize(mask, list(size))
     (ch, cw), (h, w) = preset.crop_size, size
     top, left = crop_offset(mask[0].numpy(), preset.crop_size, rng)

@@ -37,14 +37,14 @@ def test_stop_cancels_the_sweep_and_heavy_events_share_a_queue(server, demo_env)
 
 def test_generate_scene_then_segment_with_its_true_mask(client):
     image, mask = client.predict(3, 1.0, api_name="/generate_scene")
-    assert Image.open(image).size == (256, 256) and Image.open(mask).mode == "P"
+    assert Image.open(image).size == (128, 128) and Image.open(mask).mode == "P"
     overlay, highlight, bars, table, info = client.predict(
         "demo", handle_file(image), handle_file(mask), 0.6, "(none)", api_name="/segment")
     assert overlay["value"]["image"] and overlay["value"]["annotations"]
     assert overlay["color_map"]["star"] == "#911eb4"  # the model's palette
     assert table["headers"] == ["class", "pixels %", "IoU %"]
     assert sum(row[1] for row in table["data"]) == pytest.approx(100, abs=0.1)
-    assert "256×256 image" in info and "mIoU against the true mask" in info
+    assert "128×128 image" in info and "mIoU against the true mask" in info
     assert highlight["value"] == "(none)"
 
 
@@ -100,7 +100,7 @@ def test_bad_images_get_clear_messages(client, tmp_path):
     Image.fromarray(np.zeros((1500, 2400, 3), np.uint8)).save(huge)
     info = client.predict("demo", handle_file(str(huge)), None, 0.6, "(none)",
                           api_name="/segment")[4]
-    assert "downscaled from 2400×1500 to 256×160" in info
+    assert "downscaled from 2400×1500 to 128×80" in info
 
     deep = tmp_path / "deep.png"
     Image.fromarray((np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16)).save(deep)

@@ -8,7 +8,7 @@ import dmnet
 from app.images import (InputError, Picture, fit_to_test_scale, generate_scene, image_key,
                         list_examples, model_input, read_image, read_mask)
 
-SMALL = dmnet.PRESETS["dmnet_r18w32-d8_1xb4-8k_shapes-256x256"]
+SMALL = dmnet.PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"]
 CITYSCAPES = dmnet.PRESETS["dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"]
 
 
@@ -80,17 +80,18 @@ def test_truncated_and_missing_files(tmp_path):
 
 def test_huge_images_are_downscaled_to_the_test_scale_with_a_notice():
     pic = fit_to_test_scale(Picture(np.zeros((1200, 1800, 3), np.uint8)), SMALL)
-    assert pic.image.shape == (171, 256, 3)
-    assert "downscaled from 1800×1200 to 256×171" in pic.notices[0]
-    small = Picture(np.zeros((100, 150, 3), np.uint8))
+    assert pic.image.shape == (85, 128, 3)
+    assert "downscaled from 1800×1200 to 128×85" in pic.notices[0]
+    small = Picture(np.zeros((80, 120, 3), np.uint8))
     assert fit_to_test_scale(small, SMALL) is small  # smaller: kept, upscaled only for the model
 
 
 def test_model_input_is_the_test_pipeline_of_predict():
     image = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
-    assert model_input(image, SMALL).shape == (171, 256, 3)
+    assert model_input(image, SMALL).shape == (85, 128, 3)
     assert model_input(image, CITYSCAPES).shape == (1024, 1536, 3)  # short side to 1024
-    assert model_input(np.zeros((256, 256, 3), np.uint8), SMALL).shape == (256, 256, 3)
+    assert model_input(np.zeros((128, 128, 3), np.uint8), SMALL).shape == (128, 128, 3)
+    assert model_input(np.zeros((64, 64, 3), np.uint8), SMALL).shape == (128, 128, 3)
 
 
 def test_read_mask(tmp_path):
@@ -111,11 +112,11 @@ def test_read_mask(tmp_path):
 def test_generated_scenes_are_deterministic_and_zoomable():
     a, la = generate_scene(5, 1.0)
     b, lb = generate_scene(5, 1.0)
-    assert a.shape == (256, 256, 3) and la.shape == (256, 256)
+    assert a.shape == (128, 128, 3) and la.shape == (128, 128)
     assert image_key(a) == image_key(b) and (la == lb).all()
     assert image_key(generate_scene(6, 1.0)[0]) != image_key(a)
     big, lbig = generate_scene(5, 2.0)
-    assert big.shape == (256, 256, 3) and set(np.unique(lbig)) <= set(range(7))
+    assert big.shape == (128, 128, 3) and set(np.unique(lbig)) <= set(range(7))
     # zoomed in, the background (class 0) covers less of the frame in expectation
     assert (lbig > 0).mean() > 0 and (la > 0).mean() > 0
 

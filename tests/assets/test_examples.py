@@ -7,7 +7,7 @@ from PIL import Image
 
 from app.images import list_examples, read_mask
 from assets.make_examples import PHOTOS, SCENE_SEED, SCENES
-from training.data.shapes import render
+from training.data.shapes import SIZE, render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_committed_examples_are_what_the_script_makes():
     rows = dict(list_examples(ROOT / "assets" / "examples"))
     for n, index in enumerate(SCENES, start=1):
-        sample = render(SCENE_SEED, index, 256)
+        sample = render(SCENE_SEED, index, SIZE)
         image = ROOT / "assets" / "examples" / f"shapes_{n}.png"
         np.testing.assert_array_equal(np.asarray(Image.open(image)), sample.image)
         mask = rows[str(image)]  # the app pairs it with its true mask
-        np.testing.assert_array_equal(read_mask(mask, (256, 256), 7), sample.label)
+        np.testing.assert_array_equal(read_mask(mask, (SIZE, SIZE), 7), sample.label)
         assert len(np.unique(sample.label)) >= 4  # several classes per example
     for name in PHOTOS:
         assert rows[str(ROOT / "assets" / "examples" / f"{name}.jpg")] is None

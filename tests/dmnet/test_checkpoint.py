@@ -71,7 +71,7 @@ def test_r18_variant_of_the_small_preset_is_tiny_preset(tmp_path):
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     with pytest.warns(UserWarning, match="stem 8 / base 8 / head 16 / aux 8"):
         loaded = load_checkpoint(tmp_path / "weights.pth")
-    name = "dmnet_r18w32-d8_1xb4-8k_shapes-256x256+stem_channels=8,base_channels=8,head_channels=16"
+    name = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128+stem_channels=8,base_channels=8,head_channels=16"
     assert loaded.preset.name.startswith(name)
     assert dataclasses.replace(loaded.preset, name="") == dataclasses.replace(model.preset, name="")
 
@@ -349,7 +349,7 @@ def test_missing_unexpected_and_misshaped_keys_diff(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(CheckpointError) as err:
         load_checkpoint(tmp_path / "edited.pth")
     lines = str(err.value).splitlines()
-    assert lines[0].startswith("edited.pth does not fit preset dmnet_r18w32-d8_1xb4-8k_shapes-256x256")
+    assert lines[0].startswith("edited.pth does not fit preset dmnet_r18w32-d8_1xb8-7k_shapes-128x128")
     assert lines[0].endswith("(guessed from the weights):")
     assert lines[1:] == [
         "  2 missing keys:",

@@ -115,7 +115,7 @@ def test_corrupt_cached_official_checkpoint_is_caught_and_deleted(hub, offline):
 
 def test_sources_that_are_not_there(tmp_path, hub):
     with pytest.raises(CheckpointError, match="has no published checkpoint"):
-        load_checkpoint("dmnet_r18w32-d8_1xb4-8k_shapes-256x256")
+        load_checkpoint("dmnet_r18w32-d8_1xb8-7k_shapes-128x128")
     with pytest.raises(CheckpointError, match="could not download file:///.*missing.pth: .*No s"):
         load_checkpoint((tmp_path / "missing.pth").as_uri())
     with pytest.raises(CheckpointError, match="is a directory"):

@@ -68,6 +68,9 @@ def test_dataset_specific_settings():
     cs = get_preset("dmnet_r50-d8_4xb2-80k_cityscapes-512x1024")
     assert cs.classes[:3] == ("road", "sidewalk", "building") and len(cs.palette) == 19
     assert cs.schedule.val_interval == 8000 and cs.align_corners is False
+    # every config's RandomResize(ratio_range=(0.5, 2.0)); only the from-scratch demo differs
+    assert {p.ratio_range for p in PRESETS.values() if p.dataset != "multiscale_shapes"} == {
+        (0.5, 2.0)}
 
 
 def test_unknown_preset_lists_the_known_ones():
@@ -76,7 +79,7 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_small_preset_builds_in_eval_mode():
-    m = build_model("dmnet_r18w32-d8_1xb4-8k_shapes-256x256")
+    m = build_model("dmnet_r18w32-d8_1xb8-7k_shapes-128x128")
     assert not m.training
     assert m.preset.num_classes == len(m.preset.palette)
     assert count(m) < 15_000_000

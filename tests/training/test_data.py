@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dmnet.presets import DATASETS
+from dmnet.presets import DATASETS, PRESETS
 from training.data import DatasetError, MultiScaleShapes, SegFolder, build_dataset
 from training.data import cityscapes
-from training.data.shapes import BUCKETS, ShapesSample, SizeBuckets, export, render, shape_mask
+from training.data.shapes import (BUCKETS, SIZE, ShapesSample, SizeBuckets, export, render,
+                                  shape_mask)
 
 from .fakes import H, W, write_ade, write_cityscapes, write_context, write_voc
 
@@ -96,7 +97,30 @@ def test_shapes_are_deterministic_and_multiscale():
     assert not np.array_equal(train[0][0], val[0][0])
     sizes = np.concatenate([render(0, i, size=256).sizes for i in range(40)])
     assert sizes.min() < 10 and sizes.max() > 90 and sizes.max() <= 128
+    assert render(0, 0).image.shape == (SIZE, SIZE, 3)
+    assert PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"].test_scale == (SIZE, SIZE)
     assert {s.label.max() for s in (render(0, i, size=128) for i in range(10))} != {0}
+
+
+def test_shapes_are_upright():
+    # triangles and stars point up (one apex on the top row, a wide bottom), squares are
+    # axis-aligned (full top and bottom rows)
+    seen = set()
+    for i in range(30):
+        s = render(0, i, size=256)
+        for k, d in enumerate(s.sizes, start=1):
+            ys, xs = np.nonzero(s.instances == k)
+            cls = DATASETS["multiscale_shapes"][0][s.label[ys[0], xs[0]]]
+            if d < 40 or cls not in ("triangle", "square"):
+                continue
+            top, bottom = (xs[ys == ys.min()].size, xs[ys == ys.max()].size)
+            width = xs.max() - xs.min() + 1
+            if cls == "triangle":
+                assert top < 0.2 * width < bottom, (i, k)
+            else:
+                assert top > 0.8 * width and bottom > 0.8 * width, (i, k)
+            seen.add(cls)
+    assert seen == {"triangle", "square"}
 
 
 def test_shape_masks_differ_in_shape_not_extent():

@@ -24,7 +24,7 @@ from training.train import RunOptions, run, with_overrides
 from ..conftest import tiny_preset
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = "dmnet_r18w32-d8_1xb4-8k_shapes-256x256"
+SMALL = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128"
 # Wide enough that a checkpoint (weights + momentum, ~6 MB) takes a while to write.
 SETS = ["stem_channels=16", "base_channels=16", "head_channels=32", "aux_channels=8",
         "crop_size=32,32", "test_scale=32,32", "schedule.val_interval=1"]

@@ -14,7 +14,7 @@ from training.train import (RunOptions, batch_layout, poly_lr, run, seg_loss, wi
 
 from ..conftest import tiny_preset
 
-SMALL = "dmnet_r18w32-d8_1xb4-8k_shapes-256x256"
+SMALL = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128"
 
 
 def tiny_run_preset(max_iters=4, val_interval=2):

@@ -59,12 +59,12 @@ def test_train_transform_keeps_image_and_label_aligned(seed):
 def test_random_resize_follows_mmcv_keep_ratio():
     rng = np.random.default_rng(0)
     ratio = np.random.default_rng(0).uniform(0.5, 2.0)
-    h, w = random_resize_size(1024, 2048, (2048, 1024), rng)
+    h, w = random_resize_size(1024, 2048, (2048, 1024), (0.5, 2.0), rng)
     target = (int(2048 * ratio), int(1024 * ratio))
     f = min(max(target) / 2048, min(target) / 1024)
     assert (h, w) == (int(1024 * f + 0.5), int(2048 * f + 0.5))
     # ADE-like: scale (2048, 512), a 375x500 image at ratio 1 -> short side 512
-    assert random_resize_size(375, 500, (2048, 512), Scripted(1.0)) == (512, 683)
+    assert random_resize_size(375, 500, (2048, 512), (0.5, 2.0), Scripted(1.0)) == (512, 683)
 
 
 def test_crop_respects_cat_max_ratio_exactly_as_mmseg():
@@ -124,3 +124,9 @@ def test_hsv_matches_opencv_convention():
         assert abs(((h - round(eh * 180)) + 90) % 180 - 90) <= 1
         assert abs(s - round(es * 255)) <= 1 and v == round(ev * 255)
     assert np.abs(hsv_to_rgb(rgb_to_hsv(rgb[None]))[0].astype(int) - rgb).max() <= 4
+
+
+def test_random_resize_draws_from_the_presets_ratio_range():
+    sides = {random_resize_size(128, 128, (128, 128), (0.75, 1.5), np.random.default_rng(s))[0]
+             for s in range(200)}
+    assert min(sides) < 100 and max(sides) > 185 and 96 <= min(sides) and max(sides) <= 192

@@ -1,8 +1,9 @@
 """MultiScaleShapes: a synthetic segmentation dataset where scale and shape matter, not colour.
 
-Each image holds up to 3-10 objects of six shape classes (dmnet.presets.DATASETS["multiscale_shapes"])
+Each image holds 4-12 objects of six shape classes (dmnet.presets.DATASETS["multiscale_shapes"])
 whose sizes are log-uniform from a few pixels to half the image, over a textured background
-(stripes or checks, 4-24 px period). Objects are flat or smoothly shaded, lie wholly inside the
+(stripes or checks, 4-12 px period, any angle). Objects are flat colours, drawn upright (the
+triangle and the star point up, the square and the cross are axis-aligned), lie wholly inside the
 image and do not touch, so every label is a whole, unoccluded shape. Every colour, of the
 background and of every class, is drawn from the same distribution, so a per-pixel colour
 classifier cannot tell the classes apart (see training/baseline.py): where an object is shows in
@@ -11,7 +12,7 @@ multi-scale filters are made for.
 Everything is deterministic from (seed, split, index) and generated on the fly; `export` writes
 the standard folder layout (images/, annotations/, classes.json) that `SegFolder("folder")` reads.
 
-    python -m training.data.shapes export data/shapes --train 2000 --val 500
+    python -m training.data.shapes export data/shapes --train 2000 --val 500 --size 128
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from dmnet.presets import DATASETS
 
 CLASSES, PALETTE = DATASETS["multiscale_shapes"]
 SPLIT_SEEDS = {"train": 0, "val": 1}
-# Object-size buckets (circumscribed diameter as a fraction of the image side): at 512 px,
-# tiny < 16 px <= small < 48 px <= medium < 128 px <= large.
-BUCKETS = {"tiny": (0.0, 1 / 32), "small": (1 / 32, 3 / 32), "medium": (3 / 32, 1 / 4),
+SIZE = 128  # default scene side: the demo model's training and test scale
+# Object-size buckets (circumscribed diameter as a fraction of the image side): at the demo
+# model's 128 px, tiny < 8 px <= small < 16 px <= medium < 32 px <= large (<= 64 px).
+BUCKETS = {"tiny": (0.0, 1 / 16), "small": (1 / 16, 1 / 8), "medium": (1 / 8, 1 / 4),
            "large": (1 / 4, 1.0)}
 
 
@@ -44,44 +46,29 @@ class ShapesSample:
     sizes: list[float]  # circumscribed diameter of each object, px
 
 
-STRIPES, CHECKS, SMOOTH, FLAT = range(4)
-BACKGROUND_KINDS, OBJECT_KINDS = (STRIPES, CHECKS), (SMOOTH, FLAT)
+STRIPES, CHECKS = range(2)
+# Rotation (radians) that puts a shape upright: shape_mask's polygons have a vertex on +u.
+UPRIGHT = {"triangle": -math.pi / 2, "star": -math.pi / 2, "square": math.pi / 4}
 
 
-def _pattern(kind: int, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """A texture in [0, 1] on the grid: stripes or checks (period 4-24 px, any angle), smooth
-    noise (bilinear over 6x6 random cells spanning the grid) or flat."""
-    if kind in (STRIPES, CHECKS):
-        theta = rng.uniform(0, math.pi)
-        t = xx * math.cos(theta) + yy * math.sin(theta)
-        period = math.exp(rng.uniform(math.log(4), math.log(24)))
-        if kind == STRIPES:
-            return 0.5 + 0.5 * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
-        s = -xx * math.sin(theta) + yy * math.cos(theta)
-        return ((np.floor(t / period) + np.floor(s / period)) % 2).astype(np.float32)
-    if kind == SMOOTH:
-        cells = rng.uniform(size=(6, 6)).astype(np.float32)
-        iy = np.clip(((yy - yy.min()) / max(np.ptp(yy), 1) * 5), 0, 5)
-        ix = np.clip(((xx - xx.min()) / max(np.ptp(xx), 1) * 5), 0, 5)
-        y0, x0 = np.floor(iy).astype(int).clip(0, 4), np.floor(ix).astype(int).clip(0, 4)
-        fy, fx = iy - y0, ix - x0
-        top = cells[y0, x0] * (1 - fx) + cells[y0, x0 + 1] * fx
-        bottom = cells[y0 + 1, x0] * (1 - fx) + cells[y0 + 1, x0 + 1] * fx
-        return top * (1 - fy) + bottom * fy
-    return np.zeros_like(yy)
-
-
-def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
-             kinds: tuple[int, ...]) -> np.ndarray:
-    """(h, w, 3) float colours: two uniform random colours blended by a pattern of `kinds`.
-    A background's two colours differ by at least 80 (RGB distance), so its texture shows."""
+def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float colours: stripes or checks (period 4-12 px, any angle) blending two
+    uniform random colours at least 80 apart (RGB distance), so the texture always shows."""
     a, b = rng.uniform(0, 255, size=(2, 3))
     for _ in range(10):
-        if kinds != BACKGROUND_KINDS or np.linalg.norm(a - b) >= 80:
+        if np.linalg.norm(a - b) >= 80:
             break
         a, b = rng.uniform(0, 255, size=(2, 3))
-    p = _pattern(kinds[rng.integers(len(kinds))], rng, yy, xx)[..., None]
-    return a * (1 - p) + b * p
+    kind = rng.integers(2)
+    theta = rng.uniform(0, math.pi)
+    t = xx * math.cos(theta) + yy * math.sin(theta)
+    period = math.exp(rng.uniform(math.log(4), math.log(12)))
+    if kind == STRIPES:
+        p = 0.5 + 0.5 * np.sin(2 * math.pi * t / period + rng.uniform(0, 2 * math.pi))
+    else:
+        s = -xx * math.sin(theta) + yy * math.cos(theta)
+        p = ((np.floor(t / period) + np.floor(s / period)) % 2).astype(np.float32)
+    return a * (1 - p[..., None]) + b * p[..., None]
 
 
 def _polygon(u: np.ndarray, v: np.ndarray, n: int, inner: float) -> np.ndarray:
@@ -116,13 +103,13 @@ def shape_mask(cls: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape class {cls!r}")
 
 
-def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
-           objects: tuple[int, int] = (3, 10)) -> ShapesSample:
+def render(seed: int, index: int, size: int = SIZE, min_px: float = 5.0,
+           objects: tuple[int, int] = (4, 12)) -> ShapesSample:
     """One image, deterministic from (seed, index). Objects lie wholly inside the image and do not
     touch each other (an object that finds no free place in 20 draws is left out)."""
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    image = _texture(rng, yy, xx, BACKGROUND_KINDS)
+    image = _background(rng, yy, xx)
     label = np.zeros((size, size), np.uint8)
     instances = np.zeros((size, size), np.uint8)
     n = int(rng.integers(objects[0], objects[1] + 1))
@@ -138,7 +125,7 @@ def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
             continue
         placed.append((cy, cx, r))
         cls = int(rng.integers(1, len(CLASSES)))
-        angle = rng.uniform(0, 2 * math.pi)
+        angle = UPRIGHT.get(CLASSES[cls], 0.0)
         y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
         x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
         gy, gx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
@@ -146,14 +133,14 @@ def render(seed: int, index: int, size: int = 512, min_px: float = 5.0,
         u = du * math.cos(angle) + dv * math.sin(angle)
         v = -du * math.sin(angle) + dv * math.cos(angle)
         inside = shape_mask(CLASSES[cls], u, v)
-        fill = _texture(rng, gy, gx, OBJECT_KINDS)
-        # Keep the object visible against the background (class-independent rejection).
-        under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else fill.mean((0, 1))
+        # A flat colour that stands out from what it covers (class-independent rejection).
+        under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else image[y0, x0]
+        fill = rng.uniform(0, 255, 3)
         for _ in range(10):
-            if np.linalg.norm(fill.mean((0, 1)) - under) > 60:
+            if np.linalg.norm(fill - under) > 60:
                 break
-            fill = _texture(rng, gy, gx, OBJECT_KINDS)
-        image[y0:y1, x0:x1][inside] = fill[inside]
+            fill = rng.uniform(0, 255, 3)
+        image[y0:y1, x0:x1][inside] = fill
         label[y0:y1, x0:x1][inside] = cls
         instances[y0:y1, x0:x1][inside] = len(placed)
     image += rng.normal(0, 6, image.shape)
@@ -174,7 +161,7 @@ class MultiScaleShapes(Dataset):
 
     classes = CLASSES
 
-    def __init__(self, split: str = "train", length: int | None = None, size: int = 512,
+    def __init__(self, split: str = "train", length: int | None = None, size: int = SIZE,
                  seed: int = 0) -> None:
         self.split, self.size = split, size
         self.length = length or {"train": 20000, "val": 500}[split]
@@ -225,7 +212,7 @@ def label_png(label: np.ndarray) -> Image.Image:
     return mask
 
 
-def export(out: Path, train: int, val: int, size: int = 512, seed: int = 0) -> None:
+def export(out: Path, train: int, val: int, size: int = SIZE, seed: int = 0) -> None:
     """Write images/<split>/*.png, annotations/<split>/*.png (palette PNGs of class ids) and
     classes.json: the folder layout `SegFolder("folder")` reads. (Size-bucket metrics need the
     object sizes, so they are computed on the on-the-fly dataset.)"""
@@ -249,7 +236,7 @@ def main() -> None:
     ex.add_argument("out", type=Path)
     ex.add_argument("--train", type=int, default=2000)
     ex.add_argument("--val", type=int, default=500)
-    ex.add_argument("--size", type=int, default=512)
+    ex.add_argument("--size", type=int, default=SIZE)
     ex.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     export(args.out, args.train, args.val, args.size, args.seed)
