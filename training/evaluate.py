@@ -114,7 +114,7 @@ def checkpoint_and_data(checkpoint: Path, data_root: str | None, split: str,
     """A checkpoint's model and the `split` of its preset's dataset (the CLIs' shared start)."""
     model = load_checkpoint(checkpoint, map_location=device)
     p = model.preset
-    return model, build_dataset(p.dataset, split, data_root, size=min(p.test_scale))
+    return model, build_dataset(p.dataset, split, data_root)
 
 
 def main() -> None:

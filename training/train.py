@@ -169,9 +169,8 @@ def run(preset: Preset, opts: RunOptions) -> DMNet:
     if world > 1:
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device] if device.type == "cuda" else None)
-    size = min(preset.test_scale)  # MultiScaleShapes image side
-    train_set = build_dataset(preset.dataset, "train", opts.data_root, size)
-    val_set = build_dataset(preset.dataset, "val", opts.data_root, size)
+    train_set = build_dataset(preset.dataset, "train", opts.data_root)
+    val_set = build_dataset(preset.dataset, "val", opts.data_root)
     batches = train_loader(train_set, preset, micro, opts.seed, rank, world,
                            start=start * accum * micro, workers=opts.workers)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.amp)

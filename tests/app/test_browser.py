@@ -54,7 +54,7 @@ def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, phot
     page = app_page
     page.locator("#input-image input[type=file]").set_input_files(str(photo))
     expect(page.locator("#overlay img").first).to_be_visible()
-    expect(page.locator("#input-notes")).to_contain_text("downscaled from 600×400 to 128×85")
+    expect(page.locator("#input-notes")).to_contain_text("downscaled from 600×400 to 192×128")
 
     page.get_by_role("tab", name="Compare A/B").click()
     page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))

@@ -100,7 +100,7 @@ def test_bad_images_get_clear_messages(client, tmp_path):
     Image.fromarray(np.zeros((1500, 2400, 3), np.uint8)).save(huge)
     info = client.predict("demo", handle_file(str(huge)), None, 0.6, "(none)",
                           api_name="/segment")[4]
-    assert "downscaled from 2400×1500 to 128×80" in info
+    assert "downscaled from 2400×1500 to 192×120" in info
 
     deep = tmp_path / "deep.png"
     Image.fromarray((np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16)).save(deep)

@@ -80,18 +80,18 @@ def test_truncated_and_missing_files(tmp_path):
 
 def test_huge_images_are_downscaled_to_the_test_scale_with_a_notice():
     pic = fit_to_test_scale(Picture(np.zeros((1200, 1800, 3), np.uint8)), SMALL)
-    assert pic.image.shape == (85, 128, 3)
-    assert "downscaled from 1800×1200 to 128×85" in pic.notices[0]
+    assert pic.image.shape == (128, 192, 3)
+    assert "downscaled from 1800×1200 to 192×128" in pic.notices[0]
     small = Picture(np.zeros((80, 120, 3), np.uint8))
     assert fit_to_test_scale(small, SMALL) is small  # smaller: kept, upscaled only for the model
 
 
 def test_model_input_is_the_test_pipeline_of_predict():
     image = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
-    assert model_input(image, SMALL).shape == (85, 128, 3)
+    assert model_input(image, SMALL).shape == (128, 192, 3)
     assert model_input(image, CITYSCAPES).shape == (1024, 1536, 3)  # short side to 1024
-    assert model_input(np.zeros((128, 128, 3), np.uint8), SMALL).shape == (128, 128, 3)
-    assert model_input(np.zeros((64, 64, 3), np.uint8), SMALL).shape == (128, 128, 3)
+    # a generated scene (128 px) goes to the demo model at its 192 px test scale
+    assert model_input(np.zeros((128, 128, 3), np.uint8), SMALL).shape == (192, 192, 3)
 
 
 def test_read_mask(tmp_path):

@@ -98,7 +98,9 @@ def test_shapes_are_deterministic_and_multiscale():
     sizes = np.concatenate([render(0, i, size=256).sizes for i in range(40)])
     assert sizes.min() < 10 and sizes.max() > 90 and sizes.max() <= 128
     assert render(0, 0).image.shape == (SIZE, SIZE, 3)
-    assert PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"].test_scale == (SIZE, SIZE)
+    demo = PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"]
+    assert demo.crop_size == (SIZE, SIZE)
+    assert build_dataset("multiscale_shapes", "val", None).size == SIZE  # whatever the test scale
     assert {s.label.max() for s in (render(0, i, size=128) for i in range(10))} != {0}
 
 

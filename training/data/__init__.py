@@ -6,12 +6,12 @@ from .shapes import MultiScaleShapes
 __all__ = ["SPECS", "DatasetError", "MultiScaleShapes", "SegFolder", "build_dataset"]
 
 
-def build_dataset(dataset: str, split: str, root: str | None, size: int = 512):
+def build_dataset(dataset: str, split: str, root: str | None):
     """The `split` of `Preset.dataset` under `root`. MultiScaleShapes is generated on the fly
     without a root, and read from its exported folder layout with one."""
     if dataset == "multiscale_shapes":
         if root is None:
-            return MultiScaleShapes(split, size=size)
+            return MultiScaleShapes(split)  # its own scene size, like a real dataset's images
         return SegFolder(root, "folder", split)
     if root is None:
         raise DatasetError(f"--data-root is required for {SPECS[dataset].title}")

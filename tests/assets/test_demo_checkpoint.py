@@ -1,0 +1,43 @@
+"""The bundled demo checkpoint is what its model card (assets/README.md) says it is."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import dmnet
+from training.data import MultiScaleShapes
+from training.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKPOINT = ROOT / "assets" / "demo" / "dmnet_r18-d8_shapes.pth"
+CARD = (ROOT / "assets" / "README.md").read_text()
+
+
+def test_file_is_small_and_its_sha256_is_the_model_cards():
+    assert CHECKPOINT.stat().st_size <= 40 * 2**20
+    digest = hashlib.sha256(CHECKPOINT.read_bytes()).hexdigest()
+    assert re.search(r"sha256 `([0-9a-f]{64})`", CARD).group(1) == digest
+
+
+@pytest.fixture(scope="module")
+def model() -> dmnet.DMNet:
+    return dmnet.load_checkpoint(CHECKPOINT)  # no preset given: it comes from the file
+
+
+def test_loads_with_no_preset_as_the_demo_preset(model):
+    assert model.preset.name == "dmnet_r18w32-d8_1xb8-7k_shapes-128x128"
+    assert model.preset.classes == dmnet.PRESETS[model.preset.name].classes
+    assert not model.training and all(p.dtype.is_floating_point for p in model.parameters())
+
+
+def test_the_model_cards_evaluation_reproduces_its_miou(model):
+    # The card's command evaluates the 500 validation scenes; its JSON sits next to the file.
+    stated = json.loads(CHECKPOINT.with_suffix(".eval.json").read_text())
+    assert f"mIoU {stated['mIoU']:.2f}" in CARD
+    metrics, buckets = evaluate(model, MultiScaleShapes("val"))
+    assert metrics.mIoU == pytest.approx(stated["mIoU"], abs=0.01)
+    assert buckets == stated["size_buckets"]
+    assert metrics.mIoU >= 85
