@@ -64,9 +64,9 @@ def test_loss_upsamples_logits_to_the_label_with_the_heads_align_corners(align_c
 def test_batch_layout_keeps_the_global_batch():
     cs = PRESETS["dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"].schedule  # 4 GPUs x 2
     assert [batch_layout(cs, None, w) for w in (1, 2, 4)] == [(2, 4), (2, 2), (2, 1)]
-    small = PRESETS[SMALL].schedule  # 1 x 4
-    assert batch_layout(small, None, 1) == (4, 1) and batch_layout(small, 4, 2) == (2, 1)
-    assert batch_layout(small, 8, 1) == (4, 2)  # a larger global batch by accumulation
+    small = PRESETS[SMALL].schedule  # 1 x 8
+    assert batch_layout(small, None, 1) == (8, 1) and batch_layout(small, 8, 2) == (4, 1)
+    assert batch_layout(small, 16, 1) == (8, 2)  # a larger global batch by accumulation
     with pytest.raises(ValueError, match="multiple"):
         batch_layout(cs, 6, 4)
 
