@@ -21,6 +21,9 @@ CSS = """
 .teach { font-size: 0.92em; background: var(--block-background-fill); padding: 4px 10px;
          border-radius: 8px; }
 .col-head { text-align: center; font-weight: 600; }
+/* The x column has no channel picker, filter or pooling grid: its text takes their height, so
+   its activation maps and "alone" prediction line up with those of the k columns. */
+.skip-top { min-height: 627px; }
 """
 
 
@@ -59,7 +62,7 @@ def branch_column(name: str, k: int | None) -> Column:
     channel = None
     plots = []
     if k is None:
-        gr.Markdown(text.SKIP_COLUMN, elem_classes="teach")
+        gr.Markdown(text.SKIP_COLUMN, elem_classes=["teach", "skip-top"])
     else:
         channel = gr.Dropdown(label="channel (most input-dependent first)", choices=[],
                               allow_custom_value=True)
