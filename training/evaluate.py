@@ -1,6 +1,6 @@
 """mIoU / mAcc / aAcc like mmsegmentation's IoUMetric, in whole, slide and multi-scale+flip modes.
 
-    python -m training.evaluate work_dirs/shapes/iter_8000.pth               # MultiScaleShapes
+    python -m training.evaluate work_dirs/shapes/iter_7000.pth               # MultiScaleShapes
     python -m training.evaluate CKPT --data-root data/cityscapes [--mode slide] [--aug-test]
 
 Prints a per-class table and writes the numbers as JSON (default: next to the checkpoint).
