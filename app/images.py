@@ -158,7 +158,7 @@ def generate_scene(seed: int, object_scale: float,
 
     `object_scale` zooms the scene: it is rendered at size / object_scale pixels and resized to
     `size`, so every object appears `object_scale` times larger (smaller below 1). The default
-    size is the demo model's test scale, the size of its training scenes.
+    size is that of the demo model's training scenes (`training.data.shapes.SIZE`).
     """
     from training.data.shapes import SIZE, render  # the training data's own generator
 

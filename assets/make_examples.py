@@ -3,8 +3,8 @@
     python -m assets.make_examples              # from the project root
 
 - `shapes_<i>.png` + `shapes_<i>_mask.png`: MultiScaleShapes scenes (training/data/shapes.py) at
-  the demo model's 128 px (training.data.shapes.SIZE), from a seed of their own (not the validation stream), with their true masks, for the
-  bundled demo checkpoint.
+  the demo model's 128 px (training.data.shapes.SIZE), from a seed of their own (not the
+  validation stream), with their true masks, for the bundled demo checkpoint.
 - `<name>.jpg`: photographs bundled with scikit-image, free to use (public domain or CC0, as
   skimage.data documents them), for the official Cityscapes / ADE20K checkpoints.
 """

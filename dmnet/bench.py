@@ -37,7 +37,7 @@ CASES = [
     ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
-    ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (128, 128)),  # the demo model at its test scale
+    ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (192, 192)),  # the demo model at its test scale
     ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (512, 512)),
 ]
 

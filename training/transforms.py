@@ -1,10 +1,11 @@
 """The training recipe of mmsegmentation's configs (facts §3-§4) as paired image/label transforms.
 
-RandomResize (the preset's ratio_range, 0.5-2.0 in every config; mmcv keep-ratio) -> RandomCrop (cat_max_ratio 0.75) -> RandomFlip (0.5)
--> PhotoMetricDistortion -> normalize -> pad to the crop (image 0, label 255). Resizing, cropping,
-flipping and padding are torchvision transforms v2 kernels on `tv_tensors.Image`/`tv_tensors.Mask`
-(masks resize with nearest); what v2 lacks is written here: mmcv's keep-ratio size rule, the
-cat_max_ratio retries and mmseg's photometric distortion (uint8, clip after each step, cv2 HSV).
+RandomResize (the preset's ratio_range, 0.5-2.0 in every config; mmcv keep-ratio) -> RandomCrop
+(cat_max_ratio 0.75) -> RandomFlip (0.5) -> PhotoMetricDistortion -> normalize -> pad to the crop
+(image 0, label 255). Resizing, cropping, flipping and padding are torchvision transforms v2
+kernels on `tv_tensors.Image`/`tv_tensors.Mask` (masks resize with nearest); what v2 lacks is
+written here: mmcv's keep-ratio size rule, the cat_max_ratio retries and mmseg's photometric
+distortion (uint8, clip after each step, cv2 HSV).
 All randomness comes from the `np.random.Generator` passed in, so a sample is a pure function of
 its seed (which makes resume exact, with any number of loader workers).
 """

@@ -349,7 +349,8 @@ def test_missing_unexpected_and_misshaped_keys_diff(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(CheckpointError) as err:
         load_checkpoint(tmp_path / "edited.pth")
     lines = str(err.value).splitlines()
-    assert lines[0].startswith("edited.pth does not fit preset dmnet_r18w32-d8_1xb8-7k_shapes-128x128")
+    assert lines[0].startswith(
+        "edited.pth does not fit preset dmnet_r18w32-d8_1xb8-7k_shapes-128x128")
     assert lines[0].endswith("(guessed from the weights):")
     assert lines[1:] == [
         "  2 missing keys:",

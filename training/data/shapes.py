@@ -31,7 +31,7 @@ from dmnet.presets import DATASETS
 
 CLASSES, PALETTE = DATASETS["multiscale_shapes"]
 SPLIT_SEEDS = {"train": 0, "val": 1}
-SIZE = 128  # default scene side: the demo model's training and test scale
+SIZE = 128  # default scene side: the demo model's scenes and crops (it tests them at 192 px)
 # Object-size buckets (circumscribed diameter as a fraction of the image side): at the demo
 # model's 128 px, tiny < 8 px <= small < 16 px <= medium < 32 px <= large (<= 64 px).
 BUCKETS = {"tiny": (0.0, 1 / 16), "small": (1 / 16, 1 / 8), "medium": (1 / 8, 1 / 4),
