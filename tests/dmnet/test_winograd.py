@@ -1,0 +1,114 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmnet import DMNet, segment, winograd
+from dmnet.fast import optimize
+from dmnet.winograd import WinogradConv2d, padding_waste, use_winograd, winograd_convs
+
+from ..conftest import randomize_bn, tiny_preset
+
+
+def wide_conv(cin=256, cout=24, dilation=1, bias=True, seed=0):
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=bias)
+    with torch.no_grad():
+        conv.weight.normal_(0, 1 / math.sqrt(9 * cin))
+    return conv
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+@pytest.mark.parametrize("size", [(16, 16), (37, 29), (9, 50)])
+def test_equals_direct_conv(dilation, size, monkeypatch):
+    """Odd sizes and sizes that are not whole tiles: padding, residues and crop are exact."""
+    monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)  # never fall back here
+    conv = wide_conv(dilation=dilation)
+    x = torch.randn(2, 256, *size)
+    exact = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=dilation,
+                     dilation=dilation)
+    with torch.inference_mode():
+        y = WinogradConv2d(conv)(x)
+    assert y.shape == exact.shape and y.is_contiguous(memory_format=torch.channels_last)
+    # Rounding of the transforms: ~1e-6 of the largest output, like the direct conv's own.
+    assert (y.double() - exact).abs().max() / exact.abs().max() < 2e-5
+    torch.testing.assert_close(y, conv(x), rtol=1e-4, atol=1e-4 * exact.abs().max().item())
+
+
+def test_channels_last_input_and_no_bias():
+    conv = wide_conv(dilation=2, bias=False)
+    x = torch.randn(1, 256, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(WinogradConv2d(conv)(x), conv(x), rtol=1e-4, atol=1e-4)  # O(1)
+
+
+def test_falls_back_to_the_direct_conv_where_tiles_do_not_pay():
+    conv = wide_conv(dilation=4)
+    wino = WinogradConv2d(conv)
+    x = torch.randn(1, 256, 6, 6)  # one 16 x 16 tile block for 36 outputs
+    assert padding_waste((6, 6), 4) > winograd.MAX_PADDING_WASTE
+    with torch.inference_mode():
+        assert torch.equal(wino(x), conv(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lo = wino(torch.randn(1, 256, 32, 32))
+    assert lo.dtype == torch.bfloat16  # autocast ran the direct conv in bf16
+
+
+@pytest.mark.parametrize("conv, ok", [
+    (torch.nn.Conv2d(256, 64, 3, padding=1), True),
+    (torch.nn.Conv2d(256, 64, 3, padding=4, dilation=4), True),
+    (torch.nn.Conv2d(128, 64, 3, padding=1), False),  # narrow: oneDNN is as fast
+    (torch.nn.Conv2d(256, 64, 3, stride=2, padding=1), False),
+    (torch.nn.Conv2d(256, 64, 1), False),
+    (torch.nn.Conv2d(256, 256, 3, padding=1, groups=2), False),
+    (torch.nn.Conv2d(256, 64, 3, padding=0), False),  # not "same"
+    (torch.nn.Conv2d(256, 64, 3, padding=1, padding_mode="reflect"), False),
+])
+def test_which_convs_are_replaced(conv, ok):
+    assert use_winograd(conv) is ok
+    if not ok:
+        with pytest.raises(ValueError, match="3x3 stride-1"):
+            WinogradConv2d(conv)
+
+
+def test_optimize_replaces_the_wide_convs_of_r50():
+    """R-50-D8: 16 bottleneck 3x3s of stages 2-4 (>= 256 in), DMHead's bottleneck, FCN's conv."""
+    from dmnet import build_model
+    model = build_model("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024")
+    fast = optimize(model)
+    names = [n for n, m in fast.named_modules() if isinstance(m, WinogradConv2d)]
+    assert len(names) == 6 + 3 + 2  # stage 3, stage 4, the two heads
+    assert "decode_head.bottleneck.conv" in names and "auxiliary_head.convs.0.conv" in names
+    assert "backbone.layer4.0.conv2" in names and "backbone.layer1.0.conv2" not in names
+    assert not any(isinstance(m, WinogradConv2d)
+                   for m in optimize(model, winograd=False).modules())
+    assert not any(isinstance(m, WinogradConv2d)
+                   for m in optimize(model, precision="bf16").modules())
+
+
+def test_optimized_model_with_every_3x3_by_winograd_keeps_every_output(monkeypatch):
+    """Every stride-1 3x3: 2 of the stem, 3 + 3 (one is strided) + 6 + 3 blocks, 2 heads."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
+    model = randomize_bn(DMNet(tiny_preset(50)).eval())
+    fast = optimize(model)
+    assert sum(isinstance(m, WinogradConv2d) for m in fast.modules()) == 2 + 3 + 3 + 6 + 3 + 2
+    x = torch.randn(2, 3, 97, 129)
+    with torch.inference_mode():
+        a, b = model.inspect(x), fast.inspect(x)
+    for k in (1, 3, 5, 7):
+        torch.testing.assert_close(b.branches[k], a.branches[k], rtol=1e-4, atol=1e-5)
+    for fa, fb in zip(a.features, b.features):
+        torch.testing.assert_close(fb, fa, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b.aux_logits, a.aux_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(segment(fast, x, mode="slide", crop_size=(64, 64), stride=(48, 48)),
+                               segment(model, x, mode="slide", crop_size=(64, 64), stride=(48, 48)),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_winograd_convs_counts_and_leaves_others():
+    net = torch.nn.Sequential(wide_conv(), torch.nn.ReLU(), torch.nn.Conv2d(24, 24, 3, padding=1))
+    assert winograd_convs(net) == 1
+    assert isinstance(net[0], WinogradConv2d) and isinstance(net[2], torch.nn.Conv2d)
