@@ -26,6 +26,13 @@ class ConvModule(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.activate(self.bn(self.conv(x)))
 
+    def forward_concat(self, parts: list[Tensor]) -> Tensor:
+        """forward(torch.cat(parts, dim=1)). A conv with its own `forward_concat` (the Winograd
+        conv of dmnet.winograd, put in by `optimize()`) reads the parts without the copy."""
+        if hasattr(self.conv, "forward_concat"):
+            return self.activate(self.bn(self.conv.forward_concat(parts)))
+        return self(torch.cat(parts, dim=1))
+
 
 def even_aware_padding(k: int) -> tuple[int, int, int, int]:
     """F.pad amounts (left, right, top, bottom) of a k x k DCM: even k pads one more left/top."""
@@ -109,7 +116,7 @@ class DMHead(nn.Module):
 
     def forward(self, x: Tensor) -> DMHeadOutput:
         dcm = {m.filter_size: m(x) for m in self.dcm_modules}
-        fused = self.bottleneck(torch.cat([x, *(o.out for o in dcm.values())], dim=1))
+        fused = self.bottleneck.forward_concat([x, *(o.out for o in dcm.values())])
         return DMHeadOutput(self.conv_seg(self.dropout(fused)), fused, dcm)
 
     def init_weights(self) -> None:

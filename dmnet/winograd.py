@@ -77,12 +77,18 @@ class WinogradConv2d(nn.Module):
         return f"{c_in}, {c_out}, kernel_size=(3, 3), dilation={self.dilation}, F(4x4, 3x3)"
 
     def forward(self, x: Tensor) -> Tensor:
-        d = self.dilation
+        return self.forward_concat([x])
+
+    def forward_concat(self, parts: list[Tensor]) -> Tensor:
+        """forward(torch.cat(parts, dim=1)), without the concatenated copy (DMHead's bottleneck
+        reads the stage-4 features and the four DCM outputs in place)."""
+        x, d = parts[0], self.dilation
         if (x.device.type != "cpu" or x.dtype != self.filters.dtype
                 or torch.is_autocast_enabled(x.device.type)
                 or padding_waste(x.shape[-2:], d) > MAX_PADDING_WASTE):
+            x = torch.cat(parts, dim=1) if len(parts) > 1 else x
             return F.conv2d(x, self.weight, self.bias, padding=d, dilation=d)
-        return winograd_conv3x3(x, self.filters, self.bias, d, self.input_transform,
+        return winograd_conv3x3(parts, self.filters, self.bias, d, self.input_transform,
                                 self.output_transform)
 
 
@@ -93,29 +99,37 @@ def padding_waste(size: tuple[int, int], dilation: int) -> float:
     return math.ceil(h / step) * math.ceil(w / step) * step * step / (h * w)
 
 
-def winograd_conv3x3(x: Tensor, filters: Tensor, bias: Tensor, dilation: int,
+def winograd_conv3x3(parts: list[Tensor], filters: Tensor, bias: Tensor, dilation: int,
                      input_transform: Tensor, output_transform: Tensor) -> Tensor:
-    """conv2d(x, weight, bias, padding=dilation, dilation=dilation) by F(4x4, 3x3).
+    """conv2d(torch.cat(parts, 1), weight, bias, padding=dilation, dilation=dilation) by F(4x4, 3x3).
 
+    The transform is linear, so each part's tiles meet only its own rows of the filters, and the
+    products add up (`baddbmm_`): no concatenated copy of the input.
     Args:
-        x: (N, C_in, H, W), any memory format.
+        parts: (N, C_i, H, W) each, any memory format; sum of C_i = C_in.
         filters: (36, C_in, C_out) transformed weight G g G^T (`WinogradConv2d.filters`).
         input_transform, output_transform: kron(B^T, B^T) (36, 36) and kron(A^T, A^T) (16, 36).
     Returns (N, C_out, H, W) in channels_last memory.
     """
-    n, c, h, w = x.shape
+    n, _, h, w = parts[0].shape
     d, m = dilation, TILE
     th, tw = math.ceil(h / (d * m)), math.ceil(w / (d * m))  # tiles per residue
-    # Zero-padded NHWC input, d on the top/left, the rest to whole tiles on the bottom/right.
-    xp = x.new_zeros(n, d * (m * th + 2), d * (m * tw + 2), c)
-    xp[:, d:d + h, d:d + w] = x.permute(0, 2, 3, 1)
-    s_n, s_h, s_w, _ = xp.stride()
-    # Input row of tile row i, residue r, tile t: r + d * (m * t + i); columns alike.
-    tiles = xp.as_strided((6, 6, n, d, th, d, tw, c),
-                          (d * s_h, d * s_w, s_n, s_h, d * m * s_h, s_w, d * m * s_w, 1))
     p = n * d * d * th * tw
-    v = (input_transform @ tiles.reshape(36, p * c)).view(36, p, c)  # B^T d B per tile
-    prod = torch.bmm(v, filters)  # (36, P, C_out): one product per tile position
+    prod, start = None, 0
+    for x in parts:
+        c = x.shape[1]
+        # Zero-padded NHWC input, d on the top/left, the rest to whole tiles on the bottom/right.
+        xp = x.new_zeros(n, d * (m * th + 2), d * (m * tw + 2), c)
+        xp[:, d:d + h, d:d + w] = x.permute(0, 2, 3, 1)
+        s_n, s_h, s_w, _ = xp.stride()
+        # Input row of tile row i, residue r, tile t: r + d * (m * t + i); columns alike.
+        tiles = xp.as_strided((6, 6, n, d, th, d, tw, c),
+                              (d * s_h, d * s_w, s_n, s_h, d * m * s_h, s_w, d * m * s_w, 1))
+        v = (input_transform @ tiles.reshape(36, p * c)).view(36, p, c)  # B^T d B per tile
+        u = filters[:, start:start + c]
+        start += c
+        # (36, P, C_out): one product per tile position, summed over the parts
+        prod = torch.bmm(v, u) if prod is None else prod.baddbmm_(v, u)
     k = prod.shape[-1]
     y = (output_transform @ prod.view(36, p * k)).view(m, m, n, d, th, d, tw, k)
     # Output row r + d * (m * t + i)  ->  (N, t, i, r) order; crop the padding tiles.

@@ -112,3 +112,15 @@ def test_winograd_convs_counts_and_leaves_others():
     net = torch.nn.Sequential(wide_conv(), torch.nn.ReLU(), torch.nn.Conv2d(24, 24, 3, padding=1))
     assert winograd_convs(net) == 1
     assert isinstance(net[0], WinogradConv2d) and isinstance(net[2], torch.nn.Conv2d)
+
+
+def test_forward_concat_equals_the_conv_of_the_concatenation():
+    """DMHead's bottleneck: the parts' products are summed, no concatenated copy is made."""
+    conv = wide_conv(cin=256 + 3 * 32, dilation=1)
+    wino = WinogradConv2d(conv)
+    parts = [torch.randn(2, 256, 20, 28), *(torch.randn(2, 32, 20, 28) for _ in range(3))]
+    with torch.inference_mode():
+        want = conv(torch.cat(parts, dim=1))
+        torch.testing.assert_close(wino.forward_concat(parts), want, rtol=1e-4, atol=1e-4)
+        small = [p[:, :, :5, :5] for p in parts]  # too small for tiles: the direct conv of the cat
+        assert torch.equal(wino.forward_concat(small), conv(torch.cat(small, dim=1)))
