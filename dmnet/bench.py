@@ -1,9 +1,11 @@
 """Inference benchmark: `python -m dmnet.bench [--device cpu|cuda] [--repeats N] [--quick]`.
 
-Prints one row per (preset, input size, variant): median ms per image (batch 1) and peak memory.
+Prints one row per (preset, input size, variant): median ms per image (batch 1) and peak memory;
+the variants of a case are timed in turns (round-robin), so that noise hits them alike.
 Variants:
   reference  the model as mmsegmentation runs it: NCHW, BN unfused, under torch.no_grad
-  fp32       `dmnet.fast.optimize(model)`: BN folded, channels_last, inference_mode
+  fp32       `dmnet.fast.optimize(model)`: BN folded, channels_last, on CPU the wide 3x3 convs by
+             Winograd F(4x4, 3x3) (dmnet/winograd.py), inference_mode
   fast       `optimize(model, precision=fast_precision(device))`: bf16 where the CPU has native
              bf16 (AVX-512 BF16 / AMX), bf16/fp16 on CUDA; skipped where it would be fp32 again
   compiled   `optimize(model, compile=True)`: the fp32 variant under torch.compile (inductor,
@@ -49,19 +51,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
-def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
-    """Seconds per call after one warm-up call."""
+def time_once(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
 
 
 def random_model(name: str, device: torch.device) -> DMNet:
@@ -77,40 +74,48 @@ def random_model(name: str, device: torch.device) -> DMNet:
 
 def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: int,
                variants: list[str]) -> list[dict]:
+    """Rows for one (preset, size): each variant warmed up once (its peak memory read then), then
+    timed `repeats` times round-robin, so that a slow spell of a shared machine hits every variant
+    alike instead of one."""
     model = random_model(name, device)
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
     fp32 = optimize(model)
-    rows = []
-
-    def run(variant: str, dtype: str, fn: Callable[[], object], ctx) -> None:
-        with ctx():
-            times = time_call(fn, device, repeats)
-        rows.append(dict(preset=name, size=f"{size[0]}x{size[1]}", device=device.type,
-                         variant=variant, dtype=dtype, ms=1e3 * statistics.median(times),
-                         peak_mb=peak_memory_mb(device), agree=None))
-
+    runs: dict[str, tuple[str, Callable[[], object], Callable]] = {}  # variant: (dtype, fn, ctx)
     if "reference" in variants:
-        run("reference", "fp32", lambda: model(x), torch.no_grad)
+        runs["reference"] = ("fp32", lambda: model(x), torch.no_grad)
     if "fp32" in variants:
-        run("fp32", "fp32", lambda: fp32(x), torch.inference_mode)
+        runs["fp32"] = ("fp32", lambda: fp32(x), torch.inference_mode)
     if "compiled" in variants:
-        compiled = optimize(model, compile=True)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            compiled(x)
-        print(f"  ({name} {size}: compiled in {time.perf_counter() - start:.0f} s)", flush=True)
-        run("compiled", "fp32", lambda: compiled(x), torch.inference_mode)
+        compiled = optimize(model, compile=True)  # compiles on its first call, the warm-up
+        runs["compiled"] = ("fp32", lambda: compiled(x), torch.inference_mode)
     if "inspect" in variants:
-        run("inspect", "fp32", lambda: fp32.inspect(x), torch.inference_mode)
+        runs["inspect"] = ("fp32", lambda: fp32.inspect(x), torch.inference_mode)
     precision = fast_precision(device)
     if "fast" in variants and precision != "fp32":
         fast = optimize(model, precision=precision)
-        run("fast", precision, lambda: fast(x), torch.inference_mode)
+        runs["fast"] = (precision, lambda: fast(x), torch.inference_mode)
+    peak = {}
+    for variant, (_, fn, ctx) in runs.items():
+        with ctx():
+            seconds = time_once(fn, device)
+        if variant == "compiled":
+            print(f"  ({name} {size}: compiled in {seconds:.0f} s)", flush=True)
+        peak[variant] = peak_memory_mb(device)
+    times: dict[str, list[float]] = {v: [] for v in runs}
+    for _ in range(repeats):
+        for variant, (_, fn, ctx) in runs.items():
+            with ctx():
+                times[variant].append(time_once(fn, device))
+    agree = None
+    if "fast" in runs:
         with torch.inference_mode():
             ref = resize(fp32(x), size, model.preset.align_corners).argmax(1)
             got = resize(fast(x), size, model.preset.align_corners).argmax(1)
-        rows[-1]["agree"] = (ref == got).float().mean().item()
-    return rows
+        agree = (ref == got).float().mean().item()
+    return [dict(preset=name, size=f"{size[0]}x{size[1]}", device=device.type, variant=variant,
+                 dtype=dtype, ms=1e3 * statistics.median(times[variant]), peak_mb=peak[variant],
+                 agree=agree if variant == "fast" else None)
+            for variant, (dtype, _, _) in runs.items()]
 
 
 def main(argv: list[str] | None = None) -> None:

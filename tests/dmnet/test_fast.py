@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from dmnet import DMNet, segment
+from dmnet import DMNet, segment, winograd
 from dmnet.fast import fold_bn, optimize
 
 from ..conftest import randomize_bn, tiny_preset
@@ -55,10 +57,14 @@ def test_fp16_needs_cuda_and_precision_is_checked(tiny_model):
         optimize(tiny_model, precision="int8")
 
 
-def test_compiled_model_keeps_every_output():
-    """torch.compile with weight freezing (inductor): one compile of a tiny model (~30 s)."""
+def test_compiled_model_keeps_every_output(monkeypatch):
+    """torch.compile with weight freezing (inductor): one compile of a tiny model (~30 s), with
+    every stride-1 3x3 conv by Winograd, as the wide ones of a real model are."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
     model = randomize_bn(DMNet(tiny_preset(50)).eval())
     compiled = optimize(model, compile=True)
+    assert any(isinstance(m, winograd.WinogradConv2d) for m in compiled.backbone.modules())
     x = torch.randn(1, 3, 97, 129)
     with torch.inference_mode():
         a, b = model.inspect(x), compiled.inspect(x)
