@@ -8,7 +8,9 @@ prediction, the generated filters, the branch outputs and the exact split of the
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,12 +18,26 @@ import torch
 from torch import Tensor
 
 from dmnet import DMNet, normalize
+from dmnet.fast import optimize
 from dmnet.inference import resize
 
 from .attribution import Classifier, Split, logit_parts, margin_parts, split_bottleneck
 from .images import model_input, scaled
 
 X = "x"  # the name of the skip path: the backbone features concatenated as they are
+_runners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # DMNet -> its optimized copy
+_runners_lock = threading.Lock()
+
+
+def runner(model: DMNet) -> DMNet:
+    """The copy of `model` that runs the app's forward passes, made once per model:
+    `dmnet.fast.optimize` (BN folded; on CPU the wide 3x3 convs by Winograd, ~30% faster for
+    R-50/R-101; outputs equal to ~1e-5 of their scale). The attribution split reads the original's
+    weights: it needs the bottleneck's conv and BN apart."""
+    with _runners_lock:
+        if model not in _runners:
+            _runners[model] = optimize(model)
+        return _runners[model]
 
 
 def branch_name(k: int) -> str:
@@ -61,12 +77,13 @@ class Analysis:
 
 @torch.inference_mode()
 def analyse(model: DMNet, image: np.ndarray) -> Analysis:
-    """Run `model.inspect` on a uint8 RGB image (H, W, 3) through the test pipeline."""
+    """Run `model.inspect` (on its `runner`) on a uint8 RGB image (H, W, 3) through the test
+    pipeline."""
     start = time.perf_counter()
     preset = model.preset
     inp = model_input(image, preset)
     x = normalize(inp, preset.mean, preset.std).to(model.device)
-    trace = model.inspect(x)
+    trace = runner(model).inspect(x)
     sizes = tuple(trace.filters)
     head = model.decode_head
     feats = trace.features[3]
@@ -132,7 +149,7 @@ def sweep_frame(model: DMNet, image: np.ndarray, factor: float) -> SweepFrame:
     start = time.perf_counter()
     preset = model.preset
     inp = image if factor == 1 else scaled(image, factor)
-    trace = model.inspect(normalize(inp, preset.mean, preset.std).to(model.device))
+    trace = runner(model).inspect(normalize(inp, preset.mean, preset.std).to(model.device))
     logits = trace.logits[0].float().cpu()
     up = resize(logits.unsqueeze(0), image.shape[:2], preset.align_corners)
     return SweepFrame(factor, tuple(inp.shape[:2]),
@@ -146,7 +163,7 @@ def filter_bank(model: DMNet, images: list[np.ndarray]) -> dict[int, np.ndarray]
     preset = model.preset
     banks: dict[int, list[np.ndarray]] = {}
     for image in images:
-        trace = model.inspect(normalize(image, preset.mean, preset.std).to(model.device))
+        trace = runner(model).inspect(normalize(image, preset.mean, preset.std).to(model.device))
         for k, f in trace.filters.items():
             banks.setdefault(k, []).append(f[0].float().cpu().numpy())
     return {k: np.stack(v) for k, v in banks.items()}

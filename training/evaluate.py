@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from dmnet import TTA_RATIOS
 from dmnet.checkpoint import load_checkpoint
+from dmnet.fast import optimize
 from dmnet.inference import predict
 from dmnet.model import DMNet
 
@@ -131,7 +132,10 @@ def main() -> None:
 
     model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
     p = model.preset
-    metrics, buckets = evaluate(model, data, args.mode, args.aug_test, args.limit, progress=True)
+    # Inference copy (BN folded, Winograd convs on CPU: ~30% faster for, same
+    # predictions to float rounding; tests/dmnet/test_fast.py, test_winograd.py).
+    metrics, buckets = evaluate(optimize(model), data, args.mode, args.aug_test, args.limit,
+                                progress=True)
     print(f"{p.name} on {len(data) if not args.limit else args.limit} {args.split} images, "
           f"mode {args.mode or p.test_mode}{' + ms/flip' if args.aug_test else ''}\n")
     print(format_table(metrics, buckets))

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 import dmnet
-from app.analysis import analyse, filter_bank, reference_images, sweep_frame
+from app.analysis import analyse, filter_bank, reference_images, runner, sweep_frame
+from dmnet.heads import ConvModule
+from dmnet.winograd import WinogradConv2d
 
 from .conftest import rgb_noise, tiny_model
 
@@ -24,6 +26,20 @@ def test_prediction_is_dmnet_predict(model, shape):
     assert a.filters[3].shape == (c, 3, 3) and a.branches[7].shape == (c, *a.feature_size)
     assert a.x_mean.shape == a.feature_size and a.part_names == ("x", "k=1", "k=3", "k=5", "k=7")
     assert a.seconds > 0
+
+
+def test_forward_passes_run_on_one_optimized_copy_per_model(model):
+    fast = runner(model)
+    assert fast is runner(model) and fast is not model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.backbone.modules())
+    assert isinstance(model.decode_head.bottleneck.bn, torch.nn.BatchNorm2d)  # original intact
+    wide = dmnet.build_model("dmnet_r18w32-d8_1xb8-7k_shapes-128x128").eval()
+    assert isinstance(runner(wide).decode_head.bottleneck.conv, WinogradConv2d)  # 512 inputs
+    assert isinstance(wide.decode_head.bottleneck, ConvModule)
+    image = rgb_noise(192, 192)
+    with torch.inference_mode():
+        plain = wide.inspect(dmnet.normalize(image, wide.preset.mean, wide.preset.std)).logits[0]
+    torch.testing.assert_close(analyse(wide, image).logits, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_sweep_frame_feeds_the_resized_image_as_it_is(model):
