@@ -32,8 +32,8 @@ _runners_lock = threading.Lock()
 def runner(model: DMNet) -> DMNet:
     """The copy of `model` that runs the app's forward passes, made once per model:
     `dmnet.fast.optimize` (BN folded; on CPU the wide 3x3 convs by Winograd, ~30% faster for
-    R-50/R-101; outputs equal to ~1e-5 of their scale). The attribution split reads the original's
-    weights: it needs the bottleneck's conv and BN apart."""
+    R-50/R-101; outputs equal to ~1e-5 of their scale). The attribution split runs on it too;
+    the original model stays as loaded (its BNs are what the ablations and training read)."""
     with _runners_lock:
         if model not in _runners:
             _runners[model] = optimize(model)
@@ -83,11 +83,13 @@ def analyse(model: DMNet, image: np.ndarray) -> Analysis:
     preset = model.preset
     inp = model_input(image, preset)
     x = normalize(inp, preset.mean, preset.std).to(model.device)
-    trace = runner(model).inspect(x)
+    fast = runner(model)
+    trace = fast.inspect(x)
     sizes = tuple(trace.filters)
     head = model.decode_head
     feats = trace.features[3]
-    split = split_bottleneck(head.bottleneck, [feats, *(trace.branches[k] for k in sizes)],
+    split = split_bottleneck(fast.decode_head.bottleneck,
+                             [feats, *(trace.branches[k] for k in sizes)],
                              [X, *(branch_name(k) for k in sizes)])
     logits = trace.logits[0].float().cpu()
     split = Split(split.names, split.parts.float().cpu(), split.bias.float().cpu())

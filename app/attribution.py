@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmnet.heads import ConvModule
+from dmnet.winograd import WinogradConv2d
 
 
 @dataclass
@@ -44,24 +45,32 @@ def split_bottleneck(bottleneck: ConvModule, inputs: Sequence[Tensor],
     """Split `bottleneck.bn(bottleneck.conv(cat(inputs)))` of one image into per-input parts.
 
     Args:
-        bottleneck: DMHead's ConvModule (conv without bias, then BN in eval mode).
+        bottleneck: DMHead's ConvModule (conv without bias, then BN in eval mode), or that of
+            `dmnet.fast.optimize(model)` (BN folded into the conv, which may be a Winograd one).
         inputs: the concatenated tensors, each (1, C_j, h, w), in order.
         names: one name per input.
     """
     conv, bn = bottleneck.conv, bottleneck.bn
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
-    shift = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        shift = shift + conv.bias * scale
+    if isinstance(bn, nn.BatchNorm2d):
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
+        shift = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+    else:  # folded into the conv by dmnet.fast.optimize: its weight is scale * W, its bias shift
+        scale, shift = conv.weight.new_ones(len(conv.weight)), conv.bias
+    in_channels, channels = conv.weight.shape[1], sum(inp.shape[1] for inp in inputs)
+    if channels != in_channels:
+        raise ValueError(f"inputs have {channels} channels, the bottleneck expects {in_channels}")
     parts, start = [], 0
     for inp in inputs:
         stop = start + inp.shape[1]
-        weight = conv.weight[:, start:stop]  # (C, C_j, 3, 3)
-        part = F.conv2d(inp, weight, None, conv.stride, conv.padding, conv.dilation)
+        if isinstance(conv, WinogradConv2d):
+            part = conv.partial(inp, start)
+        else:
+            weight = conv.weight[:, start:stop]  # (C, C_j, 3, 3)
+            part = F.conv2d(inp, weight, None, conv.stride, conv.padding, conv.dilation)
         parts.append(part[0] * scale.view(-1, 1, 1))
         start = stop
-    if start != conv.in_channels:
-        raise ValueError(f"inputs have {start} channels, the bottleneck expects {conv.in_channels}")
     return Split(tuple(names), torch.stack(parts), shift)
 
 

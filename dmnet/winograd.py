@@ -83,13 +83,27 @@ class WinogradConv2d(nn.Module):
         """forward(torch.cat(parts, dim=1)), without the concatenated copy (DMHead's bottleneck
         reads the stage-4 features and the four DCM outputs in place)."""
         x, d = parts[0], self.dilation
-        if (x.device.type != "cpu" or x.dtype != self.filters.dtype
-                or torch.is_autocast_enabled(x.device.type)
-                or padding_waste(x.shape[-2:], d) > MAX_PADDING_WASTE):
+        if self._direct(x):
             x = torch.cat(parts, dim=1) if len(parts) > 1 else x
             return F.conv2d(x, self.weight, self.bias, padding=d, dilation=d)
         return winograd_conv3x3(parts, self.filters, self.bias, d, self.input_transform,
                                 self.output_transform)
+
+
+    def partial(self, x: Tensor, start: int) -> Tensor:
+        """One term of `forward_concat`: the conv of `x` taken as input channels start ..
+        start + C_x, without the bias (the app's exact split of DMHead's bottleneck)."""
+        d, stop = self.dilation, start + x.shape[1]
+        if self._direct(x):
+            return F.conv2d(x, self.weight[:, start:stop], None, padding=d, dilation=d)
+        return winograd_conv3x3([x], self.filters[:, start:stop], self.bias.new_zeros(()), d,
+                                self.input_transform, self.output_transform)
+
+    def _direct(self, x: Tensor) -> bool:
+        """Whether `x` runs by the direct conv: not a CPU fp32 input, autocast, or too small."""
+        return (x.device.type != "cpu" or x.dtype != self.filters.dtype
+                or torch.is_autocast_enabled(x.device.type)
+                or padding_waste(x.shape[-2:], self.dilation) > MAX_PADDING_WASTE)
 
 
 def padding_waste(size: tuple[int, int], dilation: int) -> float:

@@ -1,10 +1,14 @@
 """The exact split of the bottleneck, the logit split, and ablations built on them."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 import dmnet
+from dmnet import winograd
+from dmnet.fast import optimize
 from app.analysis import ablated_label, alone_label, analyse, labels, margin_shares
 from app.attribution import Classifier, keep_mask, logit_parts, margin_parts, split_bottleneck
 from app.images import model_input
@@ -35,6 +39,24 @@ def test_parts_sum_exactly_to_the_pre_relu_bottleneck_output(model, trace):
     assert split.parts.shape == (5, *pre.shape)
     torch.testing.assert_close(split.total(), pre, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.relu(split.total()), trace.fused[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("wino", [False, True])
+def test_the_optimized_bottleneck_splits_alike(model, trace, wino, monkeypatch):
+    """The app splits the bottleneck of `optimize(model)`: BN folded into the conv, and for wide
+    heads a Winograd conv (forced here onto the tiny head)."""
+    if wino:
+        monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+        monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
+    fast = optimize(model).decode_head.bottleneck
+    assert isinstance(fast.conv, winograd.WinogradConv2d) is wino
+    names = ["x", "k=1", "k=3", "k=5", "k=7"]
+    want = split_bottleneck(model.decode_head.bottleneck, inputs_of(trace), names)
+    got = split_bottleneck(fast, inputs_of(trace), names)
+    torch.testing.assert_close(got.parts, want.parts, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.bias, want.bias, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        split_bottleneck(fast, inputs_of(trace)[:4], list("abcd"))
 
 
 def test_a_conv_bias_is_counted_once_in_the_bias(model, trace):

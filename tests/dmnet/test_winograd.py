@@ -124,3 +124,18 @@ def test_forward_concat_equals_the_conv_of_the_concatenation():
         torch.testing.assert_close(wino.forward_concat(parts), want, rtol=1e-4, atol=1e-4)
         small = [p[:, :, :5, :5] for p in parts]  # too small for tiles: the direct conv of the cat
         assert torch.equal(wino.forward_concat(small), conv(torch.cat(small, dim=1)))
+
+
+def test_partial_terms_add_up_to_forward_concat():
+    """`partial` (the app's split of the bottleneck): each part's conv, without the bias."""
+    conv = wide_conv(cin=256 + 32, dilation=2)
+    wino = WinogradConv2d(conv)
+    for size in ((24, 40), (5, 5)):  # by tiles, and small enough for the direct conv
+        parts = [torch.randn(1, 256, *size), torch.randn(1, 32, *size)]
+        with torch.inference_mode():
+            terms = wino.partial(parts[0], 0) + wino.partial(parts[1], 256)
+            torch.testing.assert_close(terms + conv.bias.view(1, -1, 1, 1),
+                                       wino.forward_concat(parts), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(wino.partial(parts[1], 256),
+                                       F.conv2d(parts[1], conv.weight[:, 256:], None, padding=2,
+                                                dilation=2), rtol=1e-4, atol=1e-4)
