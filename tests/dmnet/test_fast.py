@@ -16,11 +16,19 @@ def test_fold_bn_equals_conv_then_bn():
     torch.testing.assert_close(fold_bn(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
-def test_optimized_model_keeps_every_output(depth):
+@pytest.mark.parametrize("depth, forced, n_wino", [(18, False, 0), (50, False, 1),
+                                                   (50, True, 2 + 3 + 3 + 6 + 3 + 2)])
+def test_optimized_model_keeps_every_output(depth, forced, n_wino, monkeypatch):
+    """BN folding and channels_last, and Winograd for the 3x3 convs of >= 256 input channels
+    (here only tiny R-50's 320-channel head bottleneck). `forced`: every stride-1 3x3 conv by
+    Winograd (2 of the stem, one per block less the strided one, 2 heads)."""
+    if forced:
+        monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+        monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
     model = randomize_bn(DMNet(tiny_preset(depth)).eval())
     fast = optimize(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.backbone.modules())
+    assert sum(isinstance(m, winograd.WinogradConv2d) for m in fast.modules()) == n_wino
     x = torch.randn(2, 3, 97, 129)
     with torch.inference_mode():
         a, b = model.inspect(x), fast.inspect(x)
