@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     cases = [CASES[0], CASES[-1]] if args.quick else CASES
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
           f"fast precision here: {fast_precision(device)}")
+    if "fast" in variants and fast_precision(device) == "fp32":
+        print("  (no `fast` rows: this CPU has no native bf16 (AVX-512 BF16 / AMX), where oneDNN "
+              "would emulate it at several times the fp32 time)")
     header = f"{'preset':45} {'input':9} {'device':6} {'variant':9} {'dtype':5} " \
              f"{'ms/img':>8} {'peak MB':>8} {'vs ref':>6} {'agree':>7}"
     print(header + "\n" + "-" * len(header), flush=True)
