@@ -9,9 +9,9 @@ of the same residue mod d), so the tiles are gathered on the dilated grid; no co
 
 Why: oneDNN has no Winograd kernels for AVX2 CPUs, and on the 2-core AVX2 machine this project
 runs on, DMHead's 4096 -> 512 bottleneck conv (40% of R-50-D8's FLOPs) takes ~1.0 s direct and
-~0.5 s here. Outputs equal the direct convolution to about 1e-5 relative in fp32 (the transforms'
-rounding; tested in tests/dmnet/test_winograd.py). Narrow layers and outputs smaller than a few
-tiles lose to the direct kernels; `use_winograd` says where it pays (measured by dmnet.bench).
+~0.4 s here. Outputs equal the direct convolution to a few 1e-6 of the output's scale in fp32
+(the transforms' rounding; tests/dmnet/test_winograd.py). Narrow layers and outputs smaller than
+a few tiles lose to the direct kernels; `use_winograd` and `MAX_PADDING_WASTE` say where it pays.
 """
 
 from __future__ import annotations
