@@ -51,13 +51,13 @@ def split_bottleneck(bottleneck: ConvModule, inputs: Sequence[Tensor],
         names: one name per input.
     """
     conv, bn = bottleneck.conv, bottleneck.bn
-    if isinstance(bn, nn.BatchNorm2d):
+    if isinstance(bn, nn.Identity):  # folded into the conv by dmnet.fast.optimize:
+        scale, shift = conv.weight.new_ones(len(conv.weight)), conv.bias  # weight = scale * W
+    else:
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
         shift = bn.bias - bn.running_mean * scale
         if conv.bias is not None:
             shift = shift + conv.bias * scale
-    else:  # folded into the conv by dmnet.fast.optimize: its weight is scale * W, its bias shift
-        scale, shift = conv.weight.new_ones(len(conv.weight)), conv.bias
     in_channels, channels = conv.weight.shape[1], sum(inp.shape[1] for inp in inputs)
     if channels != in_channels:
         raise ValueError(f"inputs have {channels} channels, the bottleneck expects {in_channels}")
