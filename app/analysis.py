@@ -30,10 +30,13 @@ _runners_lock = threading.Lock()
 
 
 def runner(model: DMNet) -> DMNet:
-    """The copy of `model` that runs the app's forward passes, made once per model:
-    `dmnet.fast.optimize` (BN folded; on CPU the wide 3x3 convs by Winograd, ~30% faster for
-    R-50/R-101; outputs equal to ~1e-5 of their scale). The attribution split runs on it too;
-    the original model stays as loaded (its BNs are what the ablations and training read)."""
+    """The model that runs the app's forward passes: on CPU a copy made once per model by
+    `dmnet.fast.optimize` (BN folded, the wide 3x3 convs by Winograd: ~30% faster for R-50/R-101;
+    outputs equal to a few 1e-6 of their scale), on a GPU the model itself (cuDNN picks its own
+    algorithms, and on ZeroGPU Spaces tensors made inside a GPU call do not outlive it). The
+    attribution split runs on it too; the original stays as loaded for the ablations."""
+    if model.device.type != "cpu":
+        return model
     with _runners_lock:
         if model not in _runners:
             _runners[model] = optimize(model)
