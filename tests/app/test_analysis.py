@@ -40,6 +40,8 @@ def test_forward_passes_run_on_one_optimized_copy_per_model(model):
     with torch.inference_mode():
         plain = wide.inspect(dmnet.normalize(image, wide.preset.mean, wide.preset.std)).logits[0]
     torch.testing.assert_close(analyse(wide, image).logits, plain, rtol=1e-4, atol=1e-5)
+    elsewhere = tiny_model().to("meta")  # any device but the CPU (a GPU) runs the model itself
+    assert runner(elsewhere) is elsewhere
 
 
 def test_sweep_frame_feeds_the_resized_image_as_it_is(model):
