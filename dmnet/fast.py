@@ -78,8 +78,10 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
             cuDNN picks Winograd itself; reduced precision keeps the direct convs, whose
             rounding the transforms would amplify.
         compile: also `torch.compile` (inductor, with weight freezing) the backbone and the
-            heads' dense convs. The first call per input size compiles (about a minute for
-            R-50 on 2 CPU cores); worth it for fixed-size batch work, not for a demo.
+            auxiliary head's conv (DMHead's bottleneck reads its inputs in place, eagerly:
+            `ConvModule.forward_concat`). The first call per input size compiles (7-21 s for
+            R-50/R-101 on 2 CPU cores, measured by dmnet.bench); worth it for fixed-size batch
+            work, not for a demo.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -98,7 +100,6 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
             p.requires_grad_(False)  # freezing folds and prepacks weights: inference only
         options = {"freezing": True}
         fast.backbone = torch.compile(fast.backbone, options=options)
-        fast.decode_head.bottleneck = torch.compile(fast.decode_head.bottleneck, options=options)
         fast.auxiliary_head.convs = torch.compile(fast.auxiliary_head.convs, options=options)
     return fast
 
