@@ -38,6 +38,17 @@ def reference(request):
     return load(request.param)
 
 
+def recorded_pairs(t, out):
+    """(name, ours, mmseg's) for every `Trace` intermediate the fixture recorded."""
+    for i, f in enumerate(out.get("features", [])):
+        yield f"features[{i}]", t.features[i], f
+    for name in ("filters", "reduced", "branches"):
+        for k, v in out.get(name, {}).items():
+            yield f"{name}[{k}]", getattr(t, name)[k], v
+    for name in ("fused", "logits", "aux_logits"):
+        yield name, getattr(t, name), out[name]
+
+
 @pytest.mark.parametrize("inp", ["x_odd", "x_batch"])
 def test_trace_equals_mmseg(reference, inp):
     model, ref = reference
@@ -45,13 +56,8 @@ def test_trace_equals_mmseg(reference, inp):
     out = ref["outputs"][inp]
     with torch.inference_mode():
         t = model.inspect(x)
-    for i, f in enumerate(out.get("features", [])):
-        torch.testing.assert_close(t.features[i], f, **TOL)
-    for name in ("filters", "reduced", "branches"):
-        for k, v in out.get(name, {}).items():
-            torch.testing.assert_close(getattr(t, name)[k], v, **TOL, msg=f"{name}[{k}]")
-    for name in ("fused", "logits", "aux_logits"):
-        torch.testing.assert_close(getattr(t, name), out[name], **TOL, msg=name)
+    for name, got, want in recorded_pairs(t, out):
+        torch.testing.assert_close(got, want, **TOL, msg=name)
     if "stem" in out:
         torch.testing.assert_close(model.backbone.maxpool(model.backbone.stem(x)), out["stem"])
 
@@ -125,13 +131,8 @@ def test_optimized_model_equals_mmseg(reference, inp, forced, monkeypatch):
     x = ref["inputs"][inp].float()
     with torch.inference_mode():
         t = fast.inspect(x)
-    for i, f in enumerate(out.get("features", [])):
-        assert_relative(t.features[i], f, tol, f"features[{i}]")
-    for name in ("filters", "reduced", "branches"):
-        for k, v in out.get(name, {}).items():
-            assert_relative(getattr(t, name)[k], v, tol, f"{name}[{k}]")
-    for name in ("fused", "logits", "aux_logits"):
-        assert_relative(getattr(t, name), out[name], tol, name)
+    for name, got, want in recorded_pairs(t, out):
+        assert_relative(got, want, tol, name)
     for mode in ("whole", "slide"):
         if mode in out:
             assert_relative(segment(fast, x, mode=mode), out[mode], tol, mode)
