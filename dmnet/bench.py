@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(bench_case(name, (int(h), int(w)), device, args.repeats, variants)))
         return
     cases = [CASES[0], CASES[-1]] if args.quick else CASES
+    precision = fast_precision(device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"fast precision here: {fast_precision(device)}")
-    if "fast" in variants and fast_precision(device) == "fp32":
+          f"fast precision here: {precision}")
+    if "fast" in variants and precision == "fp32":
         print("  (no `fast` rows: this CPU has no native bf16 (AVX-512 BF16 / AMX), where oneDNN "
               "would emulate it at several times the fp32 time)")
     header = f"{'preset':45} {'input':9} {'device':6} {'variant':9} {'dtype':5} " \

@@ -74,7 +74,8 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
             (autocast; fp16 only on CUDA). Outputs are returned as float32.
         channels_last: store activations NHWC, the layout oneDNN and cuDNN convolutions prefer.
         winograd: on a CPU model in fp32, run the wide 3x3 convs by F(4x4, 3x3) Winograd
-            (`dmnet.winograd`; ~2x faster than oneDNN's AVX2 kernels, equal to ~1e-5 relative).
+            (`dmnet.winograd`; ~2x faster than oneDNN's AVX2 kernels, equal to a few 1e-6 of
+            the output's scale).
             cuDNN picks Winograd itself; reduced precision keeps the direct convs, whose
             rounding the transforms would amplify.
         compile: also `torch.compile` (inductor, with weight freezing) the backbone and the

@@ -89,7 +89,6 @@ class WinogradConv2d(nn.Module):
         return winograd_conv3x3(parts, self.filters, self.bias, d, self.input_transform,
                                 self.output_transform)
 
-
     def partial(self, x: Tensor, start: int) -> Tensor:
         """One term of `forward_concat`: the conv of `x` taken as input channels start ..
         start + C_x, without the bias (the app's exact split of DMHead's bottleneck)."""
