@@ -8,9 +8,7 @@ Each takes the model key and the image file (so API calls stand alone), finds th
 from __future__ import annotations
 
 import math
-import os
 import tempfile
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -22,7 +20,8 @@ from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, 
 from .filters import shared_range
 from .images import generate_scene
 from .metrics import iou, mean_iou, pixel_share
-from .runtime import Seen, channel_choices, gpu, ranking, see, user_errors, valid_channel
+from .runtime import (Seen, channel_choices, gpu, ranking, save_atomically, see, user_errors,
+                      valid_channel)
 
 NO_HIGHLIGHT = "(none)"
 FILTER_SIZES = (1, 3, 5, 7)  # the columns of the Branches tab (every published DMNet's sizes)
@@ -95,11 +94,8 @@ def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
     from training.data.shapes import label_png  # the dataset's own mask writer
 
     image, label = generate_scene(int(seed), float(object_scale))
-    SCENES.mkdir(parents=True, exist_ok=True)
     out = SCENES / f"scene_{int(seed)}_x{float(object_scale):g}_mask.png"
-    tmp = out.with_suffix(f".{threading.get_ident()}.png")  # two users, same seed: no torn file
-    label_png(label).save(tmp)
-    os.replace(tmp, out)
+    save_atomically(label_png(label), out)  # two users, same seed: no torn file
     return image, str(out)
 
 

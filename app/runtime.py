@@ -7,8 +7,11 @@ opened after the segmentation costs no second forward pass, and API calls stay s
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import logging
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image
 
 from dmnet import CheckpointError, DMNet
 
@@ -29,6 +33,7 @@ from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key
 
 log = logging.getLogger("dmnet.app")
 ANALYSES_KEPT = 4
+IMAGES = Path(tempfile.gettempdir()) / "dmnet-explorer-images"  # see `image_file`
 
 try:  # Hugging Face ZeroGPU: run the decorated functions on a GPU; a no-op elsewhere
     import spaces
@@ -37,6 +42,30 @@ try:  # Hugging Face ZeroGPU: run the decorated functions on a GPU; a no-op else
 except ImportError:
     def gpu(fn: Callable) -> Callable:
         return fn
+
+
+def save_atomically(picture: Image.Image, out: Path) -> None:
+    """Write `picture` to `out` under a temporary name, then rename: a reader (another user, a
+    browser fetching the file) sees the old file or the new one, never a partial one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{threading.get_ident()}{out.suffix}")
+    picture.save(tmp)
+    os.replace(tmp, out)
+
+
+def image_file(image: np.ndarray) -> str:
+    """`image` (H, W, 3) uint8 as a PNG named by its content, written once.
+
+    For image outputs sent again while a browser may still be fetching them (the scale sweep's
+    gallery, re-sent at every step): Gradio writes an array output into its cache in place every
+    time (`processing_utils.save_pil_to_cache`), so a concurrent download can read a truncated
+    file; a file path is copied into its cache once, atomically (`save_file_to_cache`).
+    """
+    digest = hashlib.sha1(image.tobytes() + repr(image.shape).encode()).hexdigest()[:24]
+    out = IMAGES / f"{digest}.png"
+    if not out.exists():
+        save_atomically(Image.fromarray(image), out)
+    return str(out)
 
 
 @dataclass
