@@ -80,9 +80,12 @@ def slide(logits_fn: LogitsFn, x: Tensor, crop: tuple[int, int], stride: tuple[i
 
 
 def rescale_size(h: int, w: int, scale: tuple[int, int]) -> tuple[int, int]:
-    """mmcv keep-ratio rescale of an (h, w) image to fit `scale` = (long, short): new (h, w)."""
+    """mmcv keep-ratio rescale of an (h, w) image to fit `scale` = (long, short): new (h, w).
+
+    Each side is at least 1 px: mmcv rounds a side of a very elongated image (3x2000 to 192 px
+    long) down to 0, where cv2 would fail; every other size is mmcv's."""
     factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
-    return int(h * factor + 0.5), int(w * factor + 0.5)
+    return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
 
 
 def multi_scale_flip(predict: Callable[[Tensor], Tensor], x: Tensor, scales: Sequence[float],

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from dmnet import normalize, segment
+from dmnet import inference
 from dmnet.inference import multi_scale_flip, rescale_size, slide, slide_windows, whole
 
 
@@ -96,6 +97,16 @@ def test_multi_scale_uses_mmcv_keep_ratio_sizes():
                     (1792, 3584)]
     assert rescale_size(97, 129, (65, 49)) == (49, 65)  # int(x * f + 0.5) rounding
     assert rescale_size(512, 683, (2048, 512)) == (512, 683)
+
+
+@pytest.mark.parametrize("h,w,size", [(3, 2000, (1, 192)), (2000, 3, (192, 1)),
+                                      (1, 10000, (1, 192)), (1, 1, (192, 192)),
+                                      (1, 7, (27, 192))])
+def test_rescale_keeps_every_side_at_least_one_pixel(h, w, size):
+    assert rescale_size(h, w, (192, 192)) == size
+    image = np.zeros((h, w, 3), np.uint8)
+    # inference.test_resize, not imported: pytest would collect it as a test
+    assert tuple(inference.test_resize(image, (192, 192)).shape) == (*size, 3)
 
 
 def test_segment_tta_returns_probabilities(tiny_model):
