@@ -20,7 +20,7 @@ from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, 
 from .filters import shared_range
 from .images import generate_scene
 from .metrics import iou, mean_iou, pixel_share
-from .runtime import (Seen, channel_choices, gpu, ranking, save_atomically, see, user_errors,
+from .runtime import (Seen, channel_choices, gpu, image_file, ranking, see, user_errors,
                       valid_channel)
 
 NO_HIGHLIGHT = "(none)"
@@ -94,9 +94,8 @@ def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
     from training.data.shapes import label_png  # the dataset's own mask writer
 
     image, label = generate_scene(int(seed), float(object_scale))
-    out = SCENES / f"scene_{int(seed)}_x{float(object_scale):g}_mask.png"
-    save_atomically(label_png(label), out)  # two users, same seed: no torn file
-    return image, str(out)
+    name = f"scene_{int(seed)}_x{float(object_scale):g}_mask"
+    return image, image_file(label_png(label), SCENES, name, "png")  # two users, same seed
 
 
 def describe(seen: Seen) -> str:

@@ -16,7 +16,7 @@ from .attribution import keep_mask
 from .figures import cosine_lines, filter_pair, sweep_animation, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
-from .runtime import (channel_choices, gpu, image_file, ranking, see, static_model, user_errors,
+from .runtime import (channel_choices, gpu, ranking, see, static_model, user_errors,
                       valid_channel)
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -113,7 +113,7 @@ def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, cha
     miou = None if truth is None else [mean_iou(frames[f].label, truth, len(classes))
                                        for f in factors]
     colors = {k: overlays.part_color(f"k={k}") for k in ref.filters}
-    gallery = [(image_file(overlays.overlay(image, frames[f].label, palette)),  # re-sent: a file
+    gallery = [(overlays.overlay(image, frames[f].label, palette),
                 f"{f:g}× · input {frames[f].input_size[1]}×{frames[f].input_size[0]} · "
                 f"{frames[f].seconds:.2f} s") for f in factors]
     animation = gr.skip()  # built once, at the end

@@ -21,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+from gradio import processing_utils
 from PIL import Image
 
 from dmnet import CheckpointError, DMNet
@@ -33,7 +34,6 @@ from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key
 
 log = logging.getLogger("dmnet.app")
 ANALYSES_KEPT = 4
-IMAGES = Path(tempfile.gettempdir()) / "dmnet-explorer-images"  # see `image_file`
 
 try:  # Hugging Face ZeroGPU: run the decorated functions on a GPU; a no-op elsewhere
     import spaces
@@ -44,28 +44,36 @@ except ImportError:
         return fn
 
 
-def save_atomically(picture: Image.Image, out: Path) -> None:
-    """Write `picture` to `out` under a temporary name, then rename: a reader (another user, a
-    browser fetching the file) sees the old file or the new one, never a partial one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{threading.get_ident()}{out.suffix}")
-    picture.save(tmp)
-    os.replace(tmp, out)
+def image_file(picture: Image.Image, cache_dir: str | Path, name: str = "image",
+               format: str = "webp") -> str:  # noqa: A002 -- Gradio's parameter name
+    """`picture` encoded as `format`, in `cache_dir/<sha256 of the bytes>/<name>.<format>`,
+    written once, atomically (under a temporary name, then renamed); returns its path.
 
-
-def image_file(image: np.ndarray) -> str:
-    """`image` (H, W, 3) uint8 as a PNG named by its content, written once.
-
-    For image outputs sent again while a browser may still be fetching them (the scale sweep's
-    gallery, re-sent at every step): Gradio writes an array output into its cache in place every
-    time (`processing_utils.save_pil_to_cache`), so a concurrent download can read a truncated
-    file; a file path is copied into its cache once, atomically (`save_file_to_cache`).
+    Installed below as Gradio's `processing_utils.save_pil_to_cache`, which writes every array
+    and PIL output (gr.Image, gr.Gallery, gr.AnnotatedImage's base image and masks) under its
+    content but rewrites the file in place each time: a client still fetching the previous
+    copy of the same image read a truncated file (h11's "Too little data for declared
+    Content-Length"; 6 of 40 calls of 8 clients at once, `app.loadtest`). AnnotatedImage takes
+    masks only as arrays, so returning file paths instead cannot cover every output.
     """
-    digest = hashlib.sha1(image.tobytes() + repr(image.shape).encode()).hexdigest()[:24]
-    out = IMAGES / f"{digest}.png"
-    if not out.exists():
-        save_atomically(Image.fromarray(image), out)
-    return str(out)
+    data = processing_utils.encode_pil_to_bytes(picture, format)
+    out = Path(cache_dir) / hashlib.sha256(data).hexdigest() / f"{name}.{format}"
+    if out.exists():
+        os.utime(out)  # as Gradio's save_file_to_cache does: `delete_cache` ages files by time
+        return str(out.resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(out.resolve())
+
+
+processing_utils.save_pil_to_cache = image_file  # for every component, before any app is built
 
 
 @dataclass
