@@ -67,8 +67,15 @@ def model_status() -> str:
     return f"Models run on {models.device_note()}."
 
 
-def refresh_choices(key: str) -> gr.Dropdown:
-    return gr.Dropdown(choices=models.choices(), value=key)
+def refresh_choices(key: str) -> tuple[gr.Dropdown, str]:
+    """After a model loaded: the picker's labels (" · loaded"), and the key as the model in use."""
+    return gr.Dropdown(choices=models.choices(), value=key), key
+
+
+def back_to(key: str) -> tuple[gr.Dropdown, str]:
+    """After a failed load or upload (already said once): the picker and the status line return
+    to the model still in use."""
+    return gr.Dropdown(choices=models.choices(), value=key), startup(key)
 
 
 @user_errors

@@ -81,24 +81,29 @@ def wire_inputs(inp: dict, chain: Chain) -> None:
 
 
 def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
-    """Load the model on start and on a pick; an uploaded checkpoint joins the picker."""
-    model, info = inp["model"], inp["info"]
+    """Load the model on start, on a pick and on an upload; an uploaded checkpoint joins the
+    picker. A failed load says why once (its gr.Error) and the picker goes back to the model in
+    use, so no other event runs on the failed key."""
+    model, info, in_use = inp["model"], inp["info"], inp["in_use"]
     picker = [model, cmp["branch"], cmp["channel"]]
     loaded = demo.load(actions.startup, [model], [info], api_visibility="private", **HEAVY)
-    loaded.then(actions.refresh_choices, [model], [model], **QUIET).success(
+    loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET).success(
         actions.require_demo, [model], None, **QUIET).success(
         experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
     picked = model.input(actions.load_model, [model], [info], api_name="load_model", **HEAVY)
-    chain.running.append(picked)
-    picked.then(actions.refresh_choices, [model], [model], **QUIET)
-    chain.after(picked)
     uploaded = inp["ckpt"].upload(actions.upload_checkpoint, [inp["ckpt"]], [model],
                                   api_name="upload_checkpoint", **HEAVY)
-    chain.running.append(uploaded)
-    chain.after(uploaded.success(actions.load_model, [model], [info],
-                                 api_visibility="undocumented", **HEAVY))
-    gr.on([cmp["branch"].change, model.change], experiments.channel_picker, picker,
-          [cmp["channel"]], api_visibility="private", **HEAVY)
+    uploaded.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)
+    chain.running += [picked, uploaded]
+    for load in (picked, uploaded.success(actions.load_model, [model], [info],
+                                          api_visibility="undocumented", **HEAVY)):
+        load.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)
+        kept = load.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
+        kept.success(experiments.channel_picker, picker, [cmp["channel"]],
+                     api_visibility="private", **HEAVY)
+        chain.after(kept)
+    cmp["branch"].change(experiments.channel_picker, picker, [cmp["channel"]],
+                         api_visibility="private", **HEAVY)
 
 
 def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:

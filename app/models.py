@@ -2,7 +2,9 @@
 
 Keys: "demo" (the bundled checkpoint, `$DMNET_DEMO_CHECKPOINT` or DEMO_DEFAULT), an official
 preset name (downloaded on demand into the torch hub cache by `dmnet.load_checkpoint`, with a
-progress bar and a sha256 check), or "upload:<sha256 prefix>" for a .pth the user uploaded.
+progress bar and a sha256 check), "local:<path>" for a file on the server named at start
+(`python app.py --checkpoint PATH...`, `$DMNET_CHECKPOINTS`; read when picked), or
+"upload:<sha256 prefix>" for a .pth the user uploaded.
 Loaded models stay in a small LRU cache shared by every session; a lock keeps two requests from
 loading the same model at once.
 """
@@ -14,6 +16,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,6 +32,8 @@ SMALL_PRESET = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128"
 CACHE_SIZE = 2  # models kept in memory (an official R-101 takes ~0.3 GB)
 OFFICIAL = [name for name, p in PRESETS.items() if p.checkpoint_url]
 DATASET_TITLES = {"cityscapes": "Cityscapes", "ade20k": "ADE20K"}
+SUFFIXES = (".pth", ".pt", ".bin")  # checkpoint files the app takes (uploads, folders)
+LOCAL = "local:"
 
 
 class DemoMissing(CheckpointError):
@@ -74,6 +79,7 @@ class Upload:
 
 
 _uploads: dict[str, Upload] = {}
+_local: dict[str, Path] = {}  # "local:<path>" -> the file
 _models: OrderedDict[str, DMNet] = OrderedDict()
 _notes: dict[str, list[str]] = {}
 _lock = threading.Lock()  # guards the dicts above
@@ -92,6 +98,8 @@ def choices() -> list[tuple[str, str]]:
                  else " · downloaded" if official_file(name).is_file() else " · download")
         items.append((f"{name} ({DATASET_TITLES.get(p.dataset, p.dataset)} mIoU {p.miou:.2f})"
                       f"{state}", name))
+    items += [(f"local: {path.name}" + (" · loaded" if key in _models else ""), key)
+              for key, path in _local.items()]
     items += [(f"uploaded: {u.name}" + (" · loaded" if key in _models else ""), key)
               for key, u in _uploads.items()]
     return items
@@ -139,6 +147,8 @@ def _load(key: str) -> tuple[DMNet, list[str]]:
         if not path.is_file():
             raise DemoMissing(demo_missing_message())
         return _read(path, path.name)
+    if key in _local:
+        return _read(_local[key], _local[key].name)
     if key in _uploads:
         upload = _uploads[key]
         return _read(upload.path, upload.name)
@@ -176,3 +186,18 @@ def register_upload(path: str | Path, name: str | None = None) -> str:
     with _lock:
         _uploads[key] = Upload(name, path)
     return key
+
+
+def add_local(paths: Iterable[str | Path]) -> list[str]:
+    """Offer checkpoint files on the server in the picker, read only when picked (a bad one then
+    gets its message); a folder stands for its checkpoint files. Returns their keys."""
+    keys = []
+    for path in map(Path, paths):
+        files = (sorted(f for f in path.iterdir() if f.suffix in SUFFIXES) if path.is_dir()
+                 else [path])
+        for file in files:
+            key = LOCAL + os.path.abspath(file)
+            with _lock:
+                _local[key] = file
+            keys.append(key)
+    return keys

@@ -5,6 +5,7 @@ Nothing is computed here. Every main action is a named API endpoint (see README,
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 
@@ -101,9 +102,14 @@ def input_panel() -> dict:
     model = gr.Dropdown(label="Model", choices=models.choices(), value=models.DEMO,
                         allow_custom_value=True)  # uploads join the choices later
     info = gr.Markdown(actions.model_status(), elem_id="model-info")
+    in_use = gr.State(models.DEMO)  # the last model this session loaded (the picker returns to it)
     stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
-    with gr.Accordion("Upload a DMNet checkpoint (.pth)", open=False):
-        ckpt = gr.File(label="checkpoint", file_types=[".pth", ".pt", ".bin"], type="filepath")
+    with gr.Accordion(f"Upload a DMNet checkpoint (.pth, up to {max_upload_mb():,} MB)",
+                      open=False):
+        ckpt = gr.File(label="checkpoint", file_types=list(models.SUFFIXES), type="filepath")
+        gr.Markdown("Larger files, or no upload: `python app.py --checkpoint PATH` lists "
+                    "checkpoints on the server here (`DMNET_MAX_UPLOAD_MB` sets the limit).",
+                    elem_classes="teach")
     image = image_input("Image", "input-image")
     with gr.Accordion("True mask (optional: a PNG of class ids)", open=False):
         truth = gr.File(label="true mask", file_types=[".png"], type="filepath")
@@ -120,8 +126,8 @@ def input_panel() -> dict:
         scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="object size (zoom)")
         scene = gr.Button("Generate a scene", variant="secondary")
     gr.Markdown(text.INPUTS, elem_classes="teach")
-    return dict(model=model, info=info, ckpt=ckpt, image=image, truth=truth, notes=notes,
-                seed=seed, scale=scale, scene=scene, examples=examples, stop=stop)
+    return dict(model=model, info=info, in_use=in_use, ckpt=ckpt, image=image, truth=truth,
+                notes=notes, seed=seed, scale=scale, scene=scene, examples=examples, stop=stop)
 
 
 def segmentation_tab() -> dict:
@@ -219,10 +225,26 @@ def sweep_tab() -> dict:
                 gallery=gallery)
 
 
-def launch() -> None:
-    """Serve the app; host and port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT."""
+def max_upload_mb() -> int:
+    """The largest upload accepted, in MB: `$DMNET_MAX_UPLOAD_MB`, else 1024 (an official R-101
+    checkpoint is ~360 MB). Gradio streams uploads to temporary files, so size costs no memory."""
+    value = os.environ.get("DMNET_MAX_UPLOAD_MB") or "1024"
+    if not value.isdigit():
+        raise SystemExit(f"DMNET_MAX_UPLOAD_MB must be a whole number of MB, not {value!r}")
+    return int(value)
+
+
+def launch(argv: list[str] | None = None) -> None:
+    """Serve the app: `python app.py [--checkpoint PATH ...]`. Host and port from
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT."""
+    parser = argparse.ArgumentParser(description="Serve DMNet Explorer.")
+    parser.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH",
+                        help="checkpoint files, or folders of them, to offer in the model picker "
+                             "(read when picked); $DMNET_CHECKPOINTS names one more")
+    args = parser.parse_args(argv)
+    models.add_local([*args.checkpoint, *filter(None, [os.environ.get("DMNET_CHECKPOINTS")])])
     demo = build()
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                theme=gr.themes.Soft(), css=CSS, max_file_size="64mb")
+                theme=gr.themes.Soft(), css=CSS, max_file_size=f"{max_upload_mb()}mb")

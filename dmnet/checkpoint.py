@@ -34,7 +34,7 @@ import dataclasses
 import pickle
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ REQUIRED_KEYS = ("backbone.stem.0.weight", "backbone.stem.6.weight",
                  "backbone.layer1.0.conv1.weight", "decode_head.conv_seg.weight",
                  "decode_head.bottleneck.conv.weight", "auxiliary_head.convs.0.conv.weight")
 PREFIXES = ("backbone.", "decode_head.", "auxiliary_head.")
+DCM_PREFIX = "decode_head.dcm_modules."  # + the module's index: one DCM per filter size
 SHOWN = 10  # longest list of keys an error message spells out
 
 
@@ -192,6 +193,9 @@ def check_keys(model: DMNet, state_dict: Mapping[str, Tensor], title: str) -> No
     if not any(k.startswith(PREFIXES) for k in got):
         lines.append("  none of its keys start with backbone./decode_head./auxiliary_head.: "
                      "it is not a DMNet state dict")
+    dcms, sizes = dcm_indices(got), model.preset.filter_sizes
+    if dcms and dcms != set(range(len(sizes))):
+        lines.append(f"  {dcm_mismatch(dcms, sizes)}")
     for what, items in (("missing keys", missing), ("unexpected keys", unexpected),
                         ("keys with the wrong shape", shapes)):
         if items:
@@ -200,6 +204,24 @@ def check_keys(model: DMNet, state_dict: Mapping[str, Tensor], title: str) -> No
             if len(items) > SHOWN:
                 lines.append(f"    ... and {len(items) - SHOWN} more")
     raise CheckpointError("\n".join(lines))
+
+
+def dcm_indices(keys: Iterable[str]) -> set[int]:
+    """The indices N of the `decode_head.dcm_modules.N.*` keys."""
+    parts = (k.removeprefix(DCM_PREFIX).split(".")[0] for k in keys if k.startswith(DCM_PREFIX))
+    return {int(n) for n in parts if n.isdigit()}
+
+
+def dcm_mismatch(present: set[int], sizes: tuple[int, ...]) -> str:
+    """Which dynamic convolutional modules are missing (or extra) for these filter sizes."""
+    missing = [i for i in range(len(sizes)) if i not in present]
+    if missing:
+        names = ", ".join(f"{DCM_PREFIX}{i} (k={sizes[i]})" for i in missing)
+        return (f"it lacks {names} of the filter sizes {sizes}: a DMNet head has one dynamic "
+                "convolutional module per size")
+    extra = ", ".join(f"{DCM_PREFIX}{i}" for i in sorted(present) if i >= len(sizes))
+    return (f"it has {len(present)} dynamic convolutional modules ({extra} beyond the filter "
+            f"sizes {sizes}); filter sizes are not stored in the weights: pass preset=")
 
 
 def check_finite(state_dict: Mapping[str, Tensor], name: str) -> None:
@@ -276,10 +298,9 @@ def guess_from_shapes(sd: Mapping[str, Tensor], name: str) -> tuple[Preset, str]
     num_classes = sd["decode_head.conv_seg.weight"].shape[0]
     dataset = next((d for d, (names, _) in DATASETS.items() if len(names) == num_classes), None)
     base = closest_preset(depth, dataset, name)
-    dcms = len({k.split(".")[2] for k in sd if k.startswith("decode_head.dcm_modules.")})
-    if dcms != len(base.filter_sizes):
-        raise CheckpointError(f"{name} has {dcms} dynamic convolutional modules; their filter "
-                              "sizes are not stored in the weights: pass preset=")
+    dcms = dcm_indices(sd)
+    if dcms != set(range(len(base.filter_sizes))):
+        raise CheckpointError(f"{name}: {dcm_mismatch(dcms, base.filter_sizes)}")
     shape = {
         "stem_channels": sd["backbone.stem.6.weight"].shape[0],
         "base_channels": sd["backbone.layer1.0.conv1.weight"].shape[0],
