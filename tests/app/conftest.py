@@ -101,16 +101,18 @@ def examples(tmp_path_factory, photo) -> Path:
 
 
 @contextlib.contextmanager
-def serve(demo_checkpoint: Path, examples: Path | None, log: Path):
-    """Run `python app.py` on a free port with these assets; yields its URL."""
+def serve(demo_checkpoint: Path, examples: Path | None, log: Path, args: tuple[str, ...] = (),
+          env: dict[str, str] | None = None):
+    """Run `python app.py *args` on a free port with these assets (and `env` on top of the
+    environment); yields its URL."""
     port = free_port()
     env = {**os.environ, "DMNET_DEMO_CHECKPOINT": str(demo_checkpoint),
            "DMNET_EXAMPLES": str(examples or ""),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

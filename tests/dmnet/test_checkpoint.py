@@ -390,3 +390,23 @@ def test_unknown_depth(tmp_path):
     with pytest.raises(CheckpointError, match=r"\(3, 4, 5, 3\) bottleneck blocks per stage is not "
                                               r"a ResNetV1c-18/50/101"):
         load_checkpoint(tmp_path / "r45.pth")
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_missing_dcm_is_named_with_its_filter_size(tmp_path, given):
+    sd = {k: v for k, v in tiny().state_dict().items()
+          if not k.startswith("decode_head.dcm_modules.2.")}
+    torch.save(sd, tmp_path / "three.pth")
+    with pytest.raises(CheckpointError, match=r"three.pth.*\n?.*it lacks decode_head\.dcm_modules"
+                                              r"\.2 \(k=5\) of the filter sizes \(1, 3, 5, 7\)"):
+        load_checkpoint(tmp_path / "three.pth", preset=tiny_preset() if given else None)
+
+
+def test_an_extra_dcm_asks_for_the_preset(tmp_path):
+    sd = tiny().state_dict()
+    sd.update({k.replace(".dcm_modules.3.", ".dcm_modules.4."): v for k, v in sd.items()
+               if k.startswith("decode_head.dcm_modules.3.")})
+    torch.save(sd, tmp_path / "five.pth")
+    with pytest.raises(CheckpointError, match=r"has 5 dynamic convolutional modules \(decode_head"
+                                              r"\.dcm_modules\.4 beyond .*pass preset="):
+        load_checkpoint(tmp_path / "five.pth")
