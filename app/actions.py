@@ -236,8 +236,8 @@ def attribution(key: str, image: str | None):
     magnitude = np.abs(margins).sum((1, 2))
     magnitude = magnitude / max(magnitude.sum(), 1e-12)
     legend = " ".join(f"<span style='display:inline-block;padding:2px 8px;margin:2px;"
-                      f"border-radius:4px;color:white;background:{overlays.hex_color(c)}'>{n}</span>"
-                      for n, c in zip(names, colors, strict=True))
+                      f"border-radius:4px;color:white;background:{overlays.hex_color(c)}'>"
+                      f"{n}</span>" for n, c in zip(names, colors, strict=True))
     rows = [[n, round(100 * float(w), 1), round(100 * float(m), 1)]
             for n, w, m in zip(names, wins, magnitude, strict=True)]
     return (overlays.dominance(a.image, winner, colors),

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 SCENE = "generate_scene"
 ENDPOINTS = ("segment", "branches", "attribution", "compare", "sweep")  # called on each scene
+POLL = 0.05  # seconds between looks at a running job's outputs
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1")  # noqa: S104 -- names, not a bind
 
 
@@ -91,11 +92,6 @@ def fetch(http: httpx.Client, url: str) -> bytes:
     return body
 
 
-def fetch_all(http: httpx.Client, value) -> None:  # noqa: ANN001
-    for url in file_urls(value):
-        fetch(http, url)
-
-
 # --- one client -----------------------------------------------------------------------------------
 
 def new_scene(client: Client, http: httpx.Client, seed: int, folder: Path) -> Scene:
@@ -120,14 +116,20 @@ def call(client: Client, http: httpx.Client, endpoint: str, model: str, s: Scene
             "compare": (model, image, handle_file(s.mirrored), 5, None),
             "sweep": (model, image, mask, None, None, None, None)}[endpoint]
     job = client.submit(*args, api_name="/" + endpoint)
-    steps = list(job) if endpoint == "sweep" else [job.result()]
-    if not steps:
-        raise RuntimeError(f"no output ({job.status().code})")
-    for step in steps:
-        fetch_all(http, step)
+    fetched = 0
+    while True:  # each streamed step's files, fetched while the next one is computed
+        done = job.done()  # read first: once done, `outputs` is complete
+        steps = job.outputs()
+        for url in file_urls(steps[fetched:]):
+            fetch(http, url)
+        fetched = len(steps)
+        if done:
+            break
+        time.sleep(POLL)
+    job.result()  # raises the app's error, if any
 
 
-def timed(tally: Tally, endpoint: str, fn: Callable, progress: Callable[[], None]):
+def timed(tally: Tally, endpoint: str, fn: Callable, progress: Callable[..., None]):
     """Run fn, record its latency or its error; the result, or None when it failed."""
     start = time.perf_counter()
     try:
@@ -143,22 +145,22 @@ def timed(tally: Tally, endpoint: str, fn: Callable, progress: Callable[[], None
 
 
 def run_client(url: str, index: int, args: argparse.Namespace, tally: Tally,
-               progress: Callable[[], None]) -> None:
+               progress: Callable[..., None]) -> None:
     """One client's rounds: a scene, then each chosen endpoint on it."""
     client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
-    with httpx.Client(timeout=120) as http, tempfile.TemporaryDirectory() as tmp:
+    with contextlib.closing(client), httpx.Client(timeout=120) as http, \
+            tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             folder = Path(tmp) / str(r)
             folder.mkdir()
             seed = (index * args.rounds + r) % (args.scenes or args.clients * args.rounds)
             scene = timed(tally, SCENE, lambda: new_scene(client, http, seed, folder), progress)
+            if scene is None:  # nothing to call the endpoints on
+                progress(len(args.endpoints))
+                continue
             for endpoint in args.endpoints:
-                if scene is None:  # nothing to call the endpoints on
-                    progress()
-                    continue
                 timed(tally, endpoint, lambda e=endpoint: call(client, http, e, args.model,
                                                                scene), progress)
-    client.close()
 
 
 # --- the server's memory --------------------------------------------------------------------------
@@ -246,15 +248,21 @@ def report(tally: Tally, endpoints: list[str], wall: float, args: argparse.Names
     return "\n".join(lines)
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m app.loadtest", description=__doc__.split("\n")[0])
     p.add_argument("url", help="the app, e.g. http://127.0.0.1:7860")
-    p.add_argument("--clients", type=int, default=8, help="clients at once")
-    p.add_argument("--rounds", type=int, default=2, help="rounds per client")
+    p.add_argument("--clients", type=positive, default=8, help="clients at once")
+    p.add_argument("--rounds", type=positive, default=2, help="rounds per client")
     p.add_argument("--endpoints", nargs="+", choices=ENDPOINTS, default=list(ENDPOINTS),
                    help="endpoints called on each round's scene")
     p.add_argument("--model", default="demo", help="model key (as in the picker)")
-    p.add_argument("--scenes", type=int, default=None,
+    p.add_argument("--scenes", type=positive, default=None,
                    help="distinct scenes, shared out among the calls (default: one per client "
                         "and round; 1: every client fetches the same files at once)")
     return p.parse_args(argv)
@@ -268,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=args.clients * args.rounds * (1 + len(args.endpoints)), unit="call")
     bar_lock = threading.Lock()
 
-    def progress() -> None:
+    def progress(calls: int = 1) -> None:
         with bar_lock:
-            bar.update()
+            bar.update(calls)
 
     start = time.perf_counter()
     with rss or contextlib.nullcontext(), ThreadPoolExecutor(args.clients) as pool:
