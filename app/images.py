@@ -80,7 +80,7 @@ def read_image(path: str | Path | None, preset: Preset | None = None) -> Picture
 
 
 REDUCING_GAP = 2  # reduce to no less than twice the target (as Image.thumbnail): LANCZOS finishes
-STRIP_BYTES = 16 << 20  # a reduced PNG is decoded this many bytes of scanlines at a time
+STRIP_BYTES = 8 << 20  # a reduced PNG is decoded this many bytes of scanlines at a time
 PNG_CHANNELS = {"L": 1, "LA": 2, "P": 1, "RGB": 3, "RGBA": 4}  # 8-bit PNG modes decoded in strips
 ORIENTATION = 0x0112  # the EXIF tag
 TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
@@ -161,18 +161,17 @@ def png_reduced(im: Image.Image, path: Path, factor: int) -> Image.Image:
         strip = Image.frombytes(im.mode, (w, n + 1), zlib.compress(previous + scanlines, 0),
                                 "zip", im.mode)
         previous = b"\0" + strip.crop((0, n, w, n + 1)).tobytes()
-        strip = strip.crop((0, 1, w, n + 1))
         strip.info = dict(im.info)
         if im.mode == "P":
             strip.putpalette(im.palette)
-        out.paste(reducible(strip).reduce(factor), (0, y // factor))
+        out.paste(reducible(strip).reduce(factor, (0, 1, w, n + 1)), (0, y // factor))
         y += n
     if y < h:
         raise ValueError(f"image data ends after {y} of {h} rows")
     return out
 
 
-def inflated(path: Path, offset: int, size: int) -> Iterator[bytes]:
+def inflated(path: Path, offset: int, size: int) -> Iterator[bytearray]:
     """The decompressed IDAT stream of a PNG whose first IDAT chunk's data starts at `offset`,
     `size` bytes at a time (the last piece shorter); bounded whatever the compression ratio."""
     inflate, piece = zlib.decompressobj(), bytearray()
@@ -190,11 +189,11 @@ def inflated(path: Path, offset: int, size: int) -> Iterator[bytes]:
                     data = inflate.unconsumed_tail
                     if len(piece) < size:
                         break
-                    yield bytes(piece)
+                    yield piece
                     piece = bytearray()
             f.read(4)  # CRC
     if piece:
-        yield bytes(piece)
+        yield piece
 
 
 def to_rgb(im: Image.Image, mode: str) -> tuple[np.ndarray, list[str]]:

@@ -1,12 +1,24 @@
-"""Every kind of input file becomes uint8 RGB with a notice, or a clear InputError."""
+"""Every kind of input file becomes uint8 RGB with a notice, or a clear InputError; every size
+decodes no larger than the model needs, and segments."""
+
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import dmnet
+from app import images, overlays
+from app.analysis import analyse, sweep_frame
+from app.figures import pooling_grid
 from app.images import (InputError, Picture, fit_to_test_scale, generate_scene, image_key,
                         list_examples, model_input, read_image, read_mask)
+
+from .conftest import rgb_noise, tiny_model
 
 SMALL = dmnet.PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"]
 CITYSCAPES = dmnet.PRESETS["dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"]
@@ -127,3 +139,141 @@ def test_list_examples_pairs_images_with_masks(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert list_examples(tmp_path) == [(str(tmp_path / "a.jpg"), None),
                                        (str(tmp_path / "b.png"), str(tmp_path / "b_mask.png"))]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.mark.parametrize("h,w,shown,note", [
+    (1, 1, (1, 1), None),
+    (1, 7, (1, 7), None),
+    (7, 1, (7, 1), None),
+    (3, 2000, (1, 192), "downscaled from 2000×3 to 192×1"),
+    (2000, 3, (192, 1), "downscaled from 3×2000 to 1×192"),
+    (1, 10000, (1, 192), "downscaled from 10000×1 to 192×1"),
+    (1200, 1800, (128, 192), "downscaled from 1800×1200 to 192×128"),  # decoded in strips
+])
+def test_every_size_and_aspect_segments(tmp_path, model, h, w, shown, note):
+    pic = fit_to_test_scale(read_image(save(tmp_path, "a.png", rgb_noise(h, w)), model.preset),
+                            model.preset)
+    assert pic.image.shape == (*shown, 3)
+    assert [n.split(",")[0] for n in pic.notices] == ([note] if note else [])
+    a = analyse(model, pic.image)
+    assert a.label.shape == shown and a.label.max() < model.preset.num_classes
+    assert min(a.input_size) >= 1 and max(a.input_size) == 192
+    assert overlays.overlay(pic.image, a.label, a.palette).shape == (*shown, 3)
+    thumb = overlays.thumbnail(pic.image, 64)
+    assert min(thumb.shape[:2]) >= 1
+    assert len(pooling_grid(thumb, a.feature_size, 7).data) > 1
+    assert sweep_frame(model, pic.image, 0.5).label.shape == shown
+
+
+def big_jpeg(tmp_path, orientation: int = 1):
+    """A 4000×3000 JPEG (smooth colours), with this EXIF orientation."""
+    array = np.asarray(Image.fromarray(rgb_noise(30, 40)).resize((4000, 3000)))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return save(tmp_path, f"big{orientation}.jpg", array, quality=85, exif=exif)
+
+
+def test_a_large_jpeg_is_decoded_at_an_eighth_of_its_size(tmp_path):
+    path = big_jpeg(tmp_path)
+    pic = read_image(path, SMALL)
+    assert pic.full_size == (3000, 4000) and pic.image.shape == (375, 500, 3)  # draft: 1/8
+    fitted = fit_to_test_scale(pic, SMALL)
+    assert fitted.image.shape == (144, 192, 3)
+    assert fitted.notices[0].startswith("downscaled from 4000×3000 to 192×144")
+    whole = fit_to_test_scale(read_image(path), SMALL)  # decoded whole, then downscaled
+    assert np.abs(fitted.image.astype(int) - whole.image).mean() < 2
+
+
+@pytest.mark.parametrize("size", [(40, 30), (4000, 3000)])
+def test_exif_orientation_is_applied_reduced_or_not(tmp_path, size):
+    array = np.zeros((size[1], size[0], 3), np.uint8)
+    array[: size[1] // 4, : size[0] // 4] = (255, 0, 0)  # red top-left corner, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: shown after a quarter turn clockwise
+    path = save(tmp_path, "turned.jpg", array, quality=95, exif=exif)
+    pic = fit_to_test_scale(read_image(path, SMALL), SMALL)
+    h, w = pic.image.shape[:2]
+    assert h > w  # portrait, as shown
+    assert pic.image[1, -2, 0] > 200 and pic.image[-2, 1, 0] < 50  # the corner is now top-right
+    if size[0] > 1000:
+        assert pic.notices[0].startswith("downscaled from 3000×4000")
+
+
+@pytest.mark.parametrize("mode,transparency", [("RGB", None), ("RGBA", None), ("L", None),
+                                               ("LA", None), ("P", None),
+                                               ("P", bytes(range(0, 256, 2)))])
+def test_png_strips_reduce_like_the_whole_image(tmp_path, monkeypatch, mode, transparency):
+    rng = np.random.default_rng(0)
+    channels = len(Image.new(mode, (1, 1)).getbands())
+    array = (np.cumsum(rng.integers(0, 9, (301, 257, channels)), axis=1) % 256).astype(np.uint8)
+    im = Image.fromarray(array[..., 0] if channels == 1 else array).convert(mode) \
+        if mode != "P" else Image.fromarray(array[..., 0]).convert("L").point(lambda v: v // 16)
+    if mode == "P":
+        im = im.convert("P")
+        im.putpalette([v for i in range(256) for v in (i * 16 % 256, 255 - i, 7)])
+    im.save(tmp_path / "s.png", **({"transparency": transparency} if transparency else {}))
+    monkeypatch.setattr(images, "STRIP_BYTES", 5000)  # many strips: 6 scanlines each
+    with Image.open(tmp_path / "s.png") as opened:
+        assert images.is_plain_png(opened)
+        strips = images.png_reduced(opened, tmp_path / "s.png", 3)
+    with Image.open(tmp_path / "s.png") as whole:
+        whole.load()
+        np.testing.assert_array_equal(np.asarray(strips),
+                                      np.asarray(images.reducible(whole).reduce(3)))
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(w: int, h: int) -> bytes:
+    """The signature and IHDR of an 8-bit RGB PNG."""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+
+
+@pytest.mark.parametrize("w,h", [(100_000, 100_000), (13_000, 12_000)])
+def test_pixel_bombs_are_refused_from_the_header(tmp_path, w, h):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(w, h) + chunk(b"IEND", b""))  # no pixels at all
+    with pytest.raises(InputError, match="too large to decode safely"):
+        read_image(path, SMALL)
+
+
+def test_a_truncated_png_decoded_in_strips_is_refused(tmp_path):
+    full = save(tmp_path, "full.png", rgb_noise(1200, 900)).read_bytes()
+    (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        read_image(tmp_path / "cut.png", SMALL)
+
+
+def test_a_9000_px_png_is_decoded_in_little_memory(tmp_path):
+    """9000×9000 RGB decoded whole takes 324 MB in Pillow; decoded in strips, a small part."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc to reset and read the peak memory")
+    path = tmp_path / "big.png"
+    row = b"\0" + rgb_noise(1, 9000).tobytes()  # filter 0; every scanline the same
+    deflate = zlib.compressobj(1)
+    with open(path, "wb") as f:
+        f.write(png_header(9000, 9000))
+        for _ in range(90):
+            f.write(chunk(b"IDAT", deflate.compress(row * 100)))
+        f.write(chunk(b"IDAT", deflate.flush()) + chunk(b"IEND", b""))
+    code = f"""
+import dmnet
+from app.images import read_image
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+open("/proc/self/clear_refs", "w").write("5")  # the peak so far is the current size
+before = status("VmRSS")
+pic = read_image({str(path)!r}, dmnet.PRESETS["{SMALL.name}"])
+print(pic.image.shape, (status("VmHWM") - before) // 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(images.__file__).parents[1]).stdout.split()
+    assert out[:3] == ["(392,", "392,", "3)"]  # 9000 / 23, rounded up
+    assert int(out[3]) < 100, f"decoding took {out[3]} MB"
