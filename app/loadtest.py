@@ -3,12 +3,12 @@
     python -m app.loadtest http://127.0.0.1:7860 --clients 16 --rounds 3
     python -m app.loadtest URL --endpoints segment sweep --scenes 1
 
-A round generates a scene (`/generate_scene`, the round's input) and calls each chosen endpoint on
-it, as `gradio_client` does, then downloads every file the call returned (every streamed step of
-the sweep too, as a browser does) and checks that it is whole: as long as its Content-Length, and
-an image that decodes. Prints the errors (count and distinct messages), p50/p95 latency per
-endpoint (call + downloads), and, when the app runs on this machine, the server's peak RSS.
-Exit status 1 if any call failed.
+A round generates a scene (`/generate_scene`, the round's input), calls each chosen endpoint on it
+with `gradio_client`, and downloads every file a call returned (each streamed step of the sweep
+too, while it runs, as a browser does), checking that it is whole: as long as its Content-Length,
+and an image that decodes. Prints the errors (count and distinct messages), p50/p95 latency per
+endpoint (of the calls that succeeded, downloads included) and, when the app runs on this
+machine, the server's peak RSS. Exit status 1 if any call failed.
 """
 
 from __future__ import annotations
