@@ -2,8 +2,10 @@
 
 `read_image` accepts any file Pillow can decode (8/16-bit, grayscale, palette, RGBA, CMYK, float
 TIFF) and refuses everything else with an `InputError` whose message is shown in the app as is.
-`fit_to_test_scale` downscales images larger than the model's test scale (mmseg's keep-ratio
-`Resize` would shrink them anyway); `model_input` is the test pipeline's resize of `dmnet.predict`.
+Given the model's preset it decodes a large file no larger than needed (JPEG draft, PNG strips,
+`Image.reduce`); `fit_to_test_scale` then downscales images larger than the model's test scale
+(mmseg's keep-ratio `Resize` would shrink them anyway), to at least 1 px a side; `model_input` is
+the test pipeline's resize of `dmnet.predict`.
 `generate_scene` draws a MultiScaleShapes scene (training/data/shapes.py) with its true mask.
 """
 
@@ -157,9 +159,11 @@ def png_reduced(im: Image.Image, path: Path, factor: int) -> Image.Image:
     out = Image.new(reducible_mode(im), (-(-w // factor), -(-h // factor)))
     previous, y = bytes(stride), 0  # the first row's filter sees zeros above it, as in the spec
     for scanlines in inflated(path, im.tile[0][2], rows * stride):
-        n = len(scanlines) // stride
-        strip = Image.frombytes(im.mode, (w, n + 1), zlib.compress(previous + scanlines, 0),
-                                "zip", im.mode)
+        n = min(len(scanlines) // stride, h - y)  # data past the last row is ignored, as Pillow
+        if n == 0:
+            break
+        raw = previous + memoryview(scanlines)[: n * stride]
+        strip = Image.frombytes(im.mode, (w, n + 1), zlib.compress(raw, 0), "zip", im.mode)
         previous = b"\0" + strip.crop((0, n, w, n + 1)).tobytes()
         strip.info = dict(im.info)
         if im.mode == "P":
