@@ -105,7 +105,7 @@ _lock = threading.Lock()
 
 def picture(model: DMNet, path: str | Path | None) -> Picture:
     """The image file decoded and fitted to the model's test scale (with notices)."""
-    return fit_to_test_scale(read_image(path), model.preset)
+    return fit_to_test_scale(read_image(path, model.preset), model.preset)
 
 
 def see(key: str, path: str | Path | None, truth_path: str | Path | None = None) -> Seen:
