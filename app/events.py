@@ -90,7 +90,9 @@ def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
     loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET).success(
         actions.require_demo, [model], None, **QUIET).success(
         experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
-    picked = model.input(actions.load_model, [model], [info], api_name="load_model", **HEAVY)
+    # `select`, not `input`: Gradio 6.31's dropdown fires `input` twice per pick (two loads,
+    # two messages on a failure); `select` fires once, and only on the user's pick.
+    picked = model.select(actions.load_model, [model], [info], api_name="load_model", **HEAVY)
     uploaded = inp["ckpt"].upload(actions.upload_checkpoint, [inp["ckpt"]], [model],
                                   api_name="upload_checkpoint", **HEAVY)
     uploaded.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)

@@ -106,7 +106,8 @@ def input_panel() -> dict:
     stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
     with gr.Accordion(f"Upload a DMNet checkpoint (.pth, up to {max_upload_mb():,} MB)",
                       open=False):
-        ckpt = gr.File(label="checkpoint", file_types=list(models.SUFFIXES), type="filepath")
+        ckpt = gr.File(label="checkpoint", file_types=list(models.SUFFIXES), type="filepath",
+                       elem_id="checkpoint")
         gr.Markdown("Larger files, or no upload: `python app.py --checkpoint PATH` lists "
                     "checkpoints on the server here (`DMNET_MAX_UPLOAD_MB` sets the limit).",
                     elem_classes="teach")
