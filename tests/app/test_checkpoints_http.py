@@ -69,3 +69,13 @@ def test_the_server_folder_is_read_when_picked(url, files):
     assert "7 classes" in info
     with pytest.raises(AppError, match="broken.pth is not a PyTorch checkpoint"):
         client.predict(f"local:{files['folder'] / 'broken.pth'}", api_name="/load_model")
+
+
+def test_the_upload_limit_defaults_to_1_gb(monkeypatch):
+    from app.ui import max_upload_mb
+
+    monkeypatch.delenv("DMNET_MAX_UPLOAD_MB", raising=False)
+    assert max_upload_mb() == 1024
+    monkeypatch.setenv("DMNET_MAX_UPLOAD_MB", "1 GB")
+    with pytest.raises(SystemExit, match="whole number of MB, not '1 GB'"):
+        max_upload_mb()
