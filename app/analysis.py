@@ -185,6 +185,8 @@ def reference_images(dataset: str, count: int = 6, side: int | None = None) -> l
         return [val.sample(i).image for i in range(count)]
     import skimage.data
 
-    names = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "immunohistochemistry")
-    photos = [getattr(skimage.data, n)() for n in names[:count]]
+    loaders = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea,
+               skimage.data.rocket, lambda: skimage.data.stereo_motorcycle()[0],
+               skimage.data.immunohistochemistry)  # all bundled with scikit-image: no download
+    photos = [load() for load in loaders[:count]]
     return [scaled(p, (side or 256) / max(p.shape[:2])) for p in photos]

@@ -58,8 +58,9 @@ def test_filter_bank_and_reference_images(model):
     assert len(refs) == 3 and refs[0].shape == (64, 64, 3)
     bank = filter_bank(model, refs)
     assert bank[7].shape == (3, model.preset.head_channels, 7, 7)
-    photos = reference_images("cityscapes", count=2, side=96)
-    assert len(photos) == 2 and max(photos[0].shape[:2]) == 96 and photos[0].dtype == np.uint8
+    photos = reference_images("cityscapes", side=96)  # the photos every non-shapes model uses
+    assert len(photos) == 6
+    assert all(max(p.shape[:2]) == 96 and p.shape[2] == 3 and p.dtype == np.uint8 for p in photos)
 
 
 def test_static_model_applies_the_mean_filters_of_the_reference_inputs(demo_env):
