@@ -262,15 +262,28 @@ def read_mask(path: str | Path | None, shape: tuple[int, int],
     """
     if path is None or str(path) == "":
         return None
+    name = Path(path).name
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: the limit is ours
+            im = Image.open(path)
+        with im:
+            if im.width * im.height > MAX_DECODE_PIXELS:
+                raise InputError(f"the true mask {name} is {im.width}×{im.height} pixels, too "
+                                 f"large to decode safely (limit {MAX_DECODE_PIXELS // 10**6} MP)")
             if im.mode not in ("P", "L", "I", "I;16"):
-                raise InputError(f"the true mask {Path(path).name} must be a single-channel PNG of "
+                raise InputError(f"the true mask {name} must be a single-channel PNG of "
                                  f"class ids (palette or grayscale), not a {im.mode} image")
             mask = np.asarray(im.resize(shape[::-1], Image.Resampling.NEAREST)
                               if im.size != shape[::-1] else im).astype(np.int64)
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"the true mask {Path(path).name} could not be read: {err}") from None
+    except UnidentifiedImageError:  # its message names the server's temporary path
+        raise InputError(f"the true mask {name} is not an image Pillow can read (corrupt, or "
+                         "not an image file at all): give a PNG of class ids") from None
+    except Image.DecompressionBombError as err:
+        raise InputError(f"the true mask {name} is too large to decode safely: {err}") from None
+    except OSError as err:
+        raise InputError(f"the true mask {name} could not be decoded (truncated or corrupt "
+                         f"file: {err})") from None
     bad = (mask >= num_classes) & (mask != 255)
     if bad.any():
         raise InputError(f"the true mask {Path(path).name} has class ids up to "

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -164,3 +165,12 @@ def screenshots() -> Path:
 
 def rgb_noise(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def short_message(action, *args) -> str:
+    """The message a failed action shows: a few lines at most, no traceback."""
+    with pytest.raises(gr.Error) as err:
+        action(*args)
+    text = err.value.message
+    assert "Traceback" not in text and 'File "' not in text and len(text) < 400, text
+    return text

@@ -15,6 +15,7 @@ from app import actions, models
 from dmnet import DMNet
 
 from ..conftest import randomize_bn, tiny_preset
+from .conftest import short_message
 
 OFFICIAL = "dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"
 
@@ -185,15 +186,6 @@ BAD = {  # what the user gives -> (how to make it, words of the one message they
     "non-DMNet state dict": (saved({"fc.weight": torch.zeros(10, 512)}, "resnet.pth"),
                              "resnet.pth is not a DMNet checkpoint"),
 }
-
-
-def short_message(action, *args) -> str:
-    """The message a failed action shows: a few lines at most, no traceback."""
-    with pytest.raises(gr.Error) as err:
-        action(*args)
-    text = err.value.message
-    assert "Traceback" not in text and 'File "' not in text and len(text) < 400, text
-    return text
 
 
 NOT_UPLOADS = ("no such file", "not a file")  # an upload is always a file
