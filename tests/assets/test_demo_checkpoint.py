@@ -39,6 +39,12 @@ def test_the_model_cards_evaluation_reproduces_its_miou(model):
     stated = json.loads(CHECKPOINT.with_suffix(".eval.json").read_text())
     assert f"mIoU {stated['mIoU']:.2f}" in CARD
     metrics, buckets = evaluate(optimize(model), MultiScaleShapes("val"))  # as the CLI does
+    # Another CPU's kernels flip a few near-tie pixels of the 8.2 million: measured up to 6e-4
+    # of mIoU and 0.02 of a bucket's percentages (ATen's unvectorised kernels; the JSON is from
+    # another machine). Object counts come from the labels alone: exact.
     assert metrics.mIoU == pytest.approx(stated["mIoU"], abs=0.01)
-    assert buckets == stated["size_buckets"]
+    assert set(buckets) == set(stated["size_buckets"])
+    for name, bucket in stated["size_buckets"].items():
+        assert buckets[name]["objects"] == bucket["objects"], name
+        assert buckets[name] == pytest.approx(bucket, abs=0.1), name
     assert metrics.mIoU >= 85

@@ -7,13 +7,23 @@ from dmnet import DMNet, segment, winograd
 from dmnet.fast import fold_bn, optimize
 
 from ..conftest import randomize_bn, tiny_preset
+from ..tolerance import assert_scaled_close
 
 
 def test_fold_bn_equals_conv_then_bn():
     conv = torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2, bias=False)
     bn = randomize_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(6))).eval()[0]
     x = torch.randn(2, 4, 9, 11)
-    torch.testing.assert_close(fold_bn(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-6)
+    assert_scaled_close(fold_bn(conv, bn)(x), bn(conv(x)), tol=1e-5)  # one conv: 2.5e-7 measured
+
+
+def assert_same_trace(got, want):
+    """The head's intermediates and both heads' logits, each against its own scale."""
+    for name in ("filters", "reduced", "branches"):
+        for k, v in getattr(want, name).items():
+            assert_scaled_close(getattr(got, name)[k], v, msg=f"{name}[{k}]")
+    for name in ("fused", "logits", "aux_logits"):
+        assert_scaled_close(getattr(got, name), getattr(want, name), msg=name)
 
 
 @pytest.mark.parametrize("depth, forced, n_wino", [(18, False, 0), (50, False, 1),
@@ -21,7 +31,8 @@ def test_fold_bn_equals_conv_then_bn():
 def test_optimized_model_keeps_every_output(depth, forced, n_wino, monkeypatch):
     """BN folding and channels_last, and Winograd for the 3x3 convs of >= 256 input channels
     (here only tiny R-50's 320-channel head bottleneck). `forced`: every stride-1 3x3 conv by
-    Winograd (2 of the stem, one per block less the strided one, 2 heads)."""
+    Winograd (2 of the stem, one per block less the strided one, 2 heads). Measured <= 2e-6 of
+    scale on AVX2, AVX-512 and SSE4.1 kernels."""
     if forced:
         monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
         monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
@@ -32,17 +43,11 @@ def test_optimized_model_keeps_every_output(depth, forced, n_wino, monkeypatch):
     x = torch.randn(2, 3, 97, 129)
     with torch.inference_mode():
         a, b = model.inspect(x), fast.inspect(x)
-    for k in (1, 3, 5, 7):
-        torch.testing.assert_close(b.filters[k], a.filters[k], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(b.reduced[k], a.reduced[k], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(b.branches[k], a.branches[k], rtol=1e-4, atol=1e-5)
-    for fa, fb in zip(a.features, b.features):
-        torch.testing.assert_close(fb, fa, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(b.aux_logits, a.aux_logits, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(segment(fast, x, mode="slide", crop_size=(64, 64), stride=(48, 48)),
-                               segment(model, x, mode="slide", crop_size=(64, 64), stride=(48, 48)),
-                               rtol=1e-4, atol=1e-5)
+    assert_same_trace(b, a)
+    for i, (fa, fb) in enumerate(zip(a.features, b.features)):
+        assert_scaled_close(fb, fa, msg=f"features[{i}]")
+    slide = dict(mode="slide", crop_size=(64, 64), stride=(48, 48))
+    assert_scaled_close(segment(fast, x, **slide), segment(model, x, **slide), msg="slide")
     # The original model is untouched.
     assert isinstance(model.backbone.layer1[0].bn1, torch.nn.BatchNorm2d)
 
@@ -76,8 +81,4 @@ def test_compiled_model_keeps_every_output(monkeypatch):
     x = torch.randn(1, 3, 97, 129)
     with torch.inference_mode():
         a, b = model.inspect(x), compiled.inspect(x)
-    for k in (1, 3, 5, 7):
-        torch.testing.assert_close(b.branches[k], a.branches[k], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(b.fused, a.fused, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(b.logits, a.logits, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(b.aux_logits, a.aux_logits, rtol=1e-4, atol=1e-5)
+    assert_same_trace(b, a)

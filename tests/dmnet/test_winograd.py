@@ -8,6 +8,8 @@ from dmnet import winograd
 from dmnet.fast import optimize
 from dmnet.winograd import WinogradConv2d, padding_waste, use_winograd, winograd_convs
 
+from ..tolerance import assert_scaled_close
+
 
 def wide_conv(cin=256, cout=24, dilation=1, bias=True, seed=0):
     torch.manual_seed(seed)
@@ -30,15 +32,15 @@ def test_equals_direct_conv(dilation, size, monkeypatch):
         y = WinogradConv2d(conv)(x)
     assert y.shape == exact.shape and y.is_contiguous(memory_format=torch.channels_last)
     # Rounding of the transforms: ~1e-6 of the largest output, like the direct conv's own.
-    assert (y.double() - exact).abs().max() / exact.abs().max() < 2e-5
-    torch.testing.assert_close(y, conv(x), rtol=1e-4, atol=1e-4 * exact.abs().max().item())
+    assert_scaled_close(y.double(), exact, tol=2e-5)
+    assert_scaled_close(y, conv(x))
 
 
 def test_channels_last_input_and_no_bias():
     conv = wide_conv(dilation=2, bias=False)
     x = torch.randn(1, 256, 32, 32).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        torch.testing.assert_close(WinogradConv2d(conv)(x), conv(x), rtol=1e-4, atol=1e-4)  # O(1)
+        assert_scaled_close(WinogradConv2d(conv)(x), conv(x))
 
 
 def test_falls_back_to_the_direct_conv_where_tiles_do_not_pay():
@@ -98,7 +100,7 @@ def test_forward_concat_equals_the_conv_of_the_concatenation():
     parts = [torch.randn(2, 256, 20, 28), *(torch.randn(2, 32, 20, 28) for _ in range(3))]
     with torch.inference_mode():
         want = conv(torch.cat(parts, dim=1))
-        torch.testing.assert_close(wino.forward_concat(parts), want, rtol=1e-4, atol=1e-4)
+        assert_scaled_close(wino.forward_concat(parts), want)
         small = [p[:, :, :5, :5] for p in parts]  # too small for tiles: the direct conv of the cat
         assert torch.equal(wino.forward_concat(small), conv(torch.cat(small, dim=1)))
 
@@ -111,8 +113,6 @@ def test_partial_terms_add_up_to_forward_concat():
         parts = [torch.randn(1, 256, *size), torch.randn(1, 32, *size)]
         with torch.inference_mode():
             terms = wino.partial(parts[0], 0) + wino.partial(parts[1], 256)
-            torch.testing.assert_close(terms + conv.bias.view(1, -1, 1, 1),
-                                       wino.forward_concat(parts), rtol=1e-4, atol=1e-4)
-            torch.testing.assert_close(wino.partial(parts[1], 256),
-                                       F.conv2d(parts[1], conv.weight[:, 256:], None, padding=2,
-                                                dilation=2), rtol=1e-4, atol=1e-4)
+            assert_scaled_close(terms + conv.bias.view(1, -1, 1, 1), wino.forward_concat(parts))
+            direct = F.conv2d(parts[1], conv.weight[:, 256:], None, padding=2, dilation=2)
+            assert_scaled_close(wino.partial(parts[1], 256), direct)

@@ -16,6 +16,7 @@ from training.ablation import (
 from training.data import MultiScaleShapes
 
 from ..conftest import randomize_bn, tiny_preset
+from ..tolerance import assert_scaled_close
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_without_part_equals_removing_that_input_before_the_bottleneck(model, na
     split = split_bottleneck(head.bottleneck, inputs, part_names(model))
     expected = torch.relu(split.total(keep_mask(split.names, [name], "remove")))
     got = without_part(model, name).inspect(x).fused[0]
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert_scaled_close(got, expected)
     assert not torch.allclose(got, t.fused[0], atol=1e-3)  # the part did contribute
     torch.testing.assert_close(model.inspect(x).fused, t.fused)  # the original is untouched
 
@@ -48,7 +49,7 @@ def test_static_filters_of_one_image_reproduce_that_image_and_differ_on_another(
     static = with_static_filters(model, filters)
     p = model.preset
     first, second = (normalize(data[i][0], p.mean, p.std) for i in range(2))
-    torch.testing.assert_close(static(first), model(first), atol=1e-5, rtol=1e-5)
+    assert_scaled_close(static(first), model(first))
     trace = static.inspect(second)
     for k, f in filters.items():  # the same filters whatever the input
         torch.testing.assert_close(trace.filters[k][0], f)
@@ -61,8 +62,7 @@ def test_mean_filters_average_over_the_images(model):
     each = [model.inspect(normalize(data[i][0], p.mean, p.std)).filters for i in range(3)]
     means = mean_filters(model, data)
     for k in p.filter_sizes:
-        torch.testing.assert_close(means[k], torch.stack([e[k][0] for e in each]).mean(0),
-                                   atol=1e-6, rtol=1e-5)
+        assert_scaled_close(means[k], torch.stack([e[k][0] for e in each]).mean(0))
         assert means[k].shape == (p.head_channels, k, k)
 
 
