@@ -3,12 +3,15 @@ another CPU (tests/dmnet/fixtures/), BN folded into convs, Winograd against the 
 
 The bound is on the largest error against the tensor's own scale, `max|got - want| <=
 tol * max|want|`, at `SCALE_TOL` = 1e-4 unless a test says why it needs more:
-- float32 computed in another order (oneDNN's AVX2, AVX-512 and AMX kernels block and sum a
+- float32 computed in another order (oneDNN's kernels for AVX2, AVX-512 or AMX CPUs block and sum a
   convolution differently; so do folded BN and Winograd) moves an output by ~1e-6..1e-5 of its
-  scale: mmseg's fixtures, recorded on an AVX2 CPU, against our model on AVX-512 measured up to
-  ~1e-5 (fixtures/README.md has the numbers per ISA);
-- a real bug moves it by >= 1e-3 of its scale: the deliberately broken models of
-  test_mmseg_reference.py (a BN eps of 1e-3, one weight tap off by 1 %) land 10x and more over.
+  scale: mmseg's fixtures, recorded with AVX2 kernels, against our model with AVX-512 kernels
+  measured up to 1.1e-5 (8.5e-5 with oneDNN held to SSE4.1, which no x86-64 CPU of the last
+  decade needs; tests/dmnet/fixtures/README.md has the numbers per kernel setting);
+- real bugs move it by 1e-3 and more (median 2e-3 for one weight off by 1 %), and even the
+  least visible small ones land over the bound: test_mmseg_reference.py's broken models (the
+  largest weight of the least sensitive of 101 convs off by 1 %, a BN eps of 1e-3 for 1e-5)
+  come out 1.6x to 11x over it.
 An elementwise `rtol`/`atol` is the wrong measure here: an element near zero, the sum of large
 terms that cancel, may legitimately differ from its recorded value by more than rtol of itself.
 """
