@@ -8,6 +8,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from .conftest import serve
+
 # pytest-playwright 0.10 defines base_url as an instance method, which pytest 9 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
 TIMEOUT = 60_000  # ms; the CPU is shared
@@ -83,3 +85,35 @@ def test_a_corrupt_upload_shows_a_message_not_a_traceback(app_page: Page, tmp_pa
     expect(app_page.get_by_text("Traceback")).to_have_count(0)
     app_page.wait_for_timeout(600)  # the toast slides in
     app_page.screenshot(path=screenshots / "07_bad_input.png")
+
+
+@pytest.fixture(scope="module")
+def server_with_a_broken_checkpoint(demo_checkpoint, tmp_path_factory):
+    """The app with a server checkpoint that is an HTML error page saved as .pth."""
+    folder = tmp_path_factory.mktemp("broken")
+    (folder / "broken.pth").write_bytes(b"<html>502 Bad Gateway</html>")
+    with serve(demo_checkpoint, None, folder / "app.log",
+               ("--checkpoint", str(folder / "broken.pth"))) as url:
+        yield url
+
+
+@pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])
+def test_a_failed_pick_shows_one_message_and_goes_back_to_the_model_in_use(
+        page: Page, server_with_a_broken_checkpoint, screenshots, width, height):
+    page.set_viewport_size({"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server_with_a_broken_checkpoint)
+    info = page.locator("#model-info")
+    expect(info).to_contain_text("loaded")
+    picker = page.get_by_label("Model")
+    in_use = picker.input_value()
+    picker.click()
+    page.locator("ul[role=listbox] li").filter(has_text="local: broken.pth").click()
+    toast = page.locator(".toast-body")
+    expect(toast.filter(has_text="broken.pth is not a PyTorch checkpoint")).to_have_count(1)
+    page.wait_for_timeout(3000)  # any second message would be here by now
+    expect(toast).to_have_count(1)
+    expect(picker).to_have_value(in_use)  # back to the demo, which is still the one in use
+    expect(info).to_contain_text("demo: small DMNet")
+    expect(page.locator("[data-testid=status-tracker]").filter(has_text="Error")).to_have_count(0)
+    page.screenshot(path=screenshots / f"08_failed_pick_{width}x{height}.png")
