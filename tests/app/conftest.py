@@ -174,3 +174,11 @@ def short_message(action, *args) -> str:
     text = err.value.message
     assert "Traceback" not in text and 'File "' not in text and len(text) < 400, text
     return text
+
+
+def written(data: bytes, name: str):
+    """A maker of a bad input: `write(folder)` puts `data` in `folder / name`, returns the path."""
+    def write(folder: Path) -> Path:
+        (folder / name).write_bytes(data)
+        return folder / name
+    return write

@@ -18,7 +18,7 @@ from app.figures import pooling_grid
 from app.images import (InputError, Picture, fit_to_test_scale, generate_scene, image_key,
                         list_examples, model_input, read_image, read_mask)
 
-from .conftest import rgb_noise, short_message, tiny_model
+from .conftest import rgb_noise, short_message, tiny_model, written
 
 SMALL = dmnet.PRESETS["dmnet_r18w32-d8_1xb8-7k_shapes-128x128"]
 CITYSCAPES = dmnet.PRESETS["dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"]
@@ -73,13 +73,6 @@ def chunk(kind: bytes, data: bytes) -> bytes:
 def png_header(w: int, h: int) -> bytes:
     """The signature and IHDR of an 8-bit RGB PNG."""
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-
-
-def written(data: bytes, name: str):
-    def write(folder: Path) -> Path:
-        (folder / name).write_bytes(data)
-        return folder / name
-    return write
 
 
 def cut_jpeg(folder: Path) -> Path:

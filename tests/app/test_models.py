@@ -15,7 +15,7 @@ from app import actions, models
 from dmnet import DMNet
 
 from ..conftest import randomize_bn, tiny_preset
-from .conftest import short_message
+from .conftest import short_message, written
 
 OFFICIAL = "dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"
 
@@ -127,13 +127,6 @@ def dmnet_weights(edit=lambda sd: sd) -> dict:
 def saved(obj, name: str):
     def write(folder: Path) -> Path:
         torch.save(obj() if callable(obj) else obj, folder / name)
-        return folder / name
-    return write
-
-
-def written(data: bytes, name: str):
-    def write(folder: Path) -> Path:
-        (folder / name).write_bytes(data)
         return folder / name
     return write
 
