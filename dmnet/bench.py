@@ -1,4 +1,5 @@
-"""Inference benchmark: `python -m dmnet.bench [--device cpu|cuda] [--repeats N] [--quick]`.
+"""Inference benchmark: `python -m dmnet.bench [--device cpu|cuda] [--repeats N] [--quick]
+[--modes slide,ms+flip]`.
 
 Prints one row per (preset, input size, variant): median ms per image (batch 1) and peak memory;
 the variants of a case are timed in turns (round-robin), so that noise hits them alike.
@@ -11,6 +12,11 @@ Variants:
   compiled   `optimize(model, compile=True)`: the fp32 variant under torch.compile (inductor,
              weight freezing); compile time is not counted (printed separately)
   inspect    `model.inspect(x)` on the fp32 model (one pass, every intermediate kept)
+`--modes` runs, instead, `segment()` in a test mode (MODE_CASES: slide windows, ms+flip views),
+one image, against the one-by-one path in turns: `reference` the plain model one window or view
+per forward pass as mmseg runs them (`batch_pixels=1`), `fp32` optimize()'s model the same way,
+`batched` optimize()'s model with the windows, or an image and its mirror, batched
+(`dmnet.inference.pixel_budget`).
 For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one. Each case
 runs in its own process; `peak MB` is that process's peak RSS so far (weights included) on CPU, the
 CUDA allocator's peak on GPU.
@@ -31,8 +37,9 @@ from collections.abc import Callable
 import torch
 
 from .fast import fast_precision, optimize
-from .inference import resize
+from .inference import resize, segment
 from .model import DMNet, build_model
+from .presets import TTA_RATIOS
 
 CASES = [
     ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
@@ -42,6 +49,12 @@ CASES = [
     ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (192, 192)),  # the demo model at its test scale
     ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (512, 512)),
 ]
+# Test-mode cases (`--modes`), not run by default: minutes a run on 2 CPU cores.
+MODE_CASES = {  # mode: (preset, input size, segment() arguments)
+    "slide": ("dmnet_r50-d8_4xb2-80k_cityscapes-769x769", (1024, 2048), dict(mode="slide")),
+    "ms+flip": ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024),
+                dict(scales=TTA_RATIOS, flip=True)),  # 12 views
+}
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -72,15 +85,53 @@ def random_model(name: str, device: torch.device) -> DMNet:
     return model.to(device)
 
 
-def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: int,
-               variants: list[str]) -> list[dict]:
-    """Rows for one (preset, size): each variant warmed up once (its peak memory read then), then
-    timed `repeats` times round-robin, so that a slow spell of a shared machine hits every variant
-    alike instead of one."""
+Runs = dict[str, tuple[str, Callable[[], object], Callable]]  # variant: (dtype, fn, ctx)
+
+
+def time_runs(runs: Runs, repeats: int, device: torch.device,
+              label: str) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """(seconds of each timed run, peak MB) by variant: each variant warmed up once (its peak
+    memory read then), then timed `repeats` times round-robin, so that a slow spell of a shared
+    machine hits every variant alike instead of one."""
+    peak = {}
+    for variant, (_, fn, ctx) in runs.items():
+        with ctx():
+            seconds = time_once(fn, device)
+        if variant == "compiled":
+            print(f"  ({label}: compiled in {seconds:.0f} s)", flush=True)
+        peak[variant] = peak_memory_mb(device)
+    times: dict[str, list[float]] = {v: [] for v in runs}
+    for _ in range(repeats):
+        for variant, (_, fn, ctx) in runs.items():
+            with ctx():
+                times[variant].append(time_once(fn, device))
+    return times, peak
+
+
+def bench_mode_case(mode: str, device: torch.device, repeats: int) -> list[dict]:
+    """Rows for `segment()` on one image of a MODE_CASES case: the one-by-one path on the plain
+    and the optimized model, and the batched path on the optimized model, timed in turns."""
+    name, size, kw = MODE_CASES[mode]
     model = random_model(name, device)
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
     fp32 = optimize(model)
-    runs: dict[str, tuple[str, Callable[[], object], Callable]] = {}  # variant: (dtype, fn, ctx)
+    runs: Runs = {
+        "reference": ("fp32", lambda: segment(model, x, batch_pixels=1, **kw), torch.no_grad),
+        "fp32": ("fp32", lambda: segment(fp32, x, batch_pixels=1, **kw), torch.inference_mode),
+        "batched": ("fp32", lambda: segment(fp32, x, **kw), torch.inference_mode)}
+    times, peak = time_runs(runs, repeats, device, mode)
+    return [dict(preset=name, size=f"{size[0]}x{size[1]} {mode}", device=device.type, variant=v,
+                 dtype="fp32", ms=1e3 * statistics.median(times[v]), peak_mb=peak[v], agree=None)
+            for v in runs]
+
+
+def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: int,
+               variants: list[str]) -> list[dict]:
+    """Rows for one (preset, size): each variant's forward pass, timed by `time_runs`."""
+    model = random_model(name, device)
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
+    fp32 = optimize(model)
+    runs: Runs = {}
     if "reference" in variants:
         runs["reference"] = ("fp32", lambda: model(x), torch.no_grad)
     if "fp32" in variants:
@@ -94,18 +145,7 @@ def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: 
     if "fast" in variants and precision != "fp32":
         fast = optimize(model, precision=precision)
         runs["fast"] = (precision, lambda: fast(x), torch.inference_mode)
-    peak = {}
-    for variant, (_, fn, ctx) in runs.items():
-        with ctx():
-            seconds = time_once(fn, device)
-        if variant == "compiled":
-            print(f"  ({name} {size}: compiled in {seconds:.0f} s)", flush=True)
-        peak[variant] = peak_memory_mb(device)
-    times: dict[str, list[float]] = {v: [] for v in runs}
-    for _ in range(repeats):
-        for variant, (_, fn, ctx) in runs.items():
-            with ctx():
-                times[variant].append(time_once(fn, device))
+    times, peak = time_runs(runs, repeats, device, f"{name} {size}")
     agree = None
     if "fast" in runs:
         with torch.inference_mode():
@@ -124,27 +164,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the first and last case")
     parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect")
+    parser.add_argument("--modes", help="instead: these MODE_CASES (slide,ms+flip), ~10 min each")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, JSON rows out
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     variants = args.variants.split(",")
     if args.case:
-        name, h, w = args.case.split(":")
-        print(json.dumps(bench_case(name, (int(h), int(w)), device, args.repeats, variants)))
+        name, *size = args.case.split(":")
+        print(json.dumps(bench_mode_case(name, device, args.repeats) if name in MODE_CASES else
+                         bench_case(name, (int(size[0]), int(size[1])), device, args.repeats,
+                                    variants)))
         return
-    cases = [CASES[0], CASES[-1]] if args.quick else CASES
+    cases = [f"{n}:{h}:{w}" for n, (h, w) in ([CASES[0], CASES[-1]] if args.quick else CASES)]
+    cases = args.modes.split(",") if args.modes else cases
     precision = fast_precision(device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
           f"fast precision here: {precision}")
     if "fast" in variants and precision == "fp32":
         print("  (no `fast` rows: this CPU has no native bf16 (AVX-512 BF16 / AMX), where oneDNN "
               "would emulate it at several times the fp32 time)")
-    header = f"{'preset':45} {'input':9} {'device':6} {'variant':9} {'dtype':5} " \
+    header = f"{'preset':45} {'input':17} {'device':6} {'variant':9} {'dtype':5} " \
              f"{'ms/img':>8} {'peak MB':>8} {'vs ref':>6} {'agree':>7}"
     print(header + "\n" + "-" * len(header), flush=True)
-    for name, size in cases:
+    for case in cases:
         # One process per case, so that its peak memory is its own.
-        child = [sys.executable, "-m", "dmnet.bench", "--case", f"{name}:{size[0]}:{size[1]}",
+        child = [sys.executable, "-m", "dmnet.bench", "--case", case,
                  "--device", args.device, "--repeats", str(args.repeats), "--variants", args.variants]
         out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
@@ -155,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows:
             ratio = f"{r['ms'] / ref_ms:6.2f}" if ref_ms else "     -"
             agree = f"{100 * r['agree']:6.2f}%" if r["agree"] is not None else "      -"
-            print(f"{r['preset']:45} {r['size']:9} {r['device']:6} {r['variant']:9} "
+            print(f"{r['preset']:45} {r['size']:17} {r['device']:6} {r['variant']:9} "
                   f"{r['dtype']:5} {r['ms']:8.0f} {r['peak_mb']:8.0f} {ratio} {agree}", flush=True)
 
 

@@ -46,9 +46,19 @@ def resize(x: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
-def whole(logits_fn: LogitsFn, x: Tensor, align_corners: bool) -> Tensor:
-    """mmseg `whole_inference`: logits of the full image, resized to its size."""
-    return resize(logits_fn(x), x.shape[-2:], align_corners)
+def images_per_call(size: Sequence[int], batch_pixels: int | None, total: int) -> int:
+    """How many images of `size` (h, w) one forward pass takes: `batch_pixels` of input, at
+    least one image; all `total` when there is no budget."""
+    return total if batch_pixels is None else max(1, batch_pixels // (size[0] * size[1]))
+
+
+def whole(logits_fn: LogitsFn, x: Tensor, align_corners: bool,
+          batch_pixels: int | None = None) -> Tensor:
+    """mmseg `whole_inference`: logits of the full images, resized to their size; the images
+    go through `logits_fn` in batches of at most `batch_pixels` (at least one image)."""
+    step = images_per_call(x.shape[-2:], batch_pixels, len(x))
+    return torch.cat([resize(logits_fn(part), x.shape[-2:], align_corners)
+                      for part in x.split(step)])
 
 
 def slide_windows(h: int, w: int, crop: tuple[int, int],
@@ -67,15 +77,26 @@ def slide_windows(h: int, w: int, crop: tuple[int, int],
 
 
 def slide(logits_fn: LogitsFn, x: Tensor, crop: tuple[int, int], stride: tuple[int, int],
-          num_classes: int, align_corners: bool) -> Tensor:
-    """mmseg `slide_inference`: per-window logits resized to the window, summed, averaged."""
+          num_classes: int, align_corners: bool, batch_pixels: int | None = None) -> Tensor:
+    """mmseg `slide_inference`: per-window logits resized to the window, summed, averaged.
+
+    The windows of all images run in batches of at most `batch_pixels` input pixels (at least
+    one window; all at once when None); mmseg runs them window by window. Windows are never
+    padded, so all have one size: min(crop, image) per side (see `slide_windows`)."""
     n, _, h, w = x.shape
+    windows = slide_windows(h, w, crop, stride)
+    views = [(win, i) for win in windows for i in range(n)]  # (window, image) pairs
     preds = x.new_zeros((n, num_classes, h, w))
-    count = x.new_zeros((n, 1, h, w))
-    for y1, y2, x1, x2 in slide_windows(h, w, crop, stride):
-        window = x[:, :, y1:y2, x1:x2]
-        preds[:, :, y1:y2, x1:x2] += whole(logits_fn, window, align_corners)
+    count = x.new_zeros((1, 1, h, w))
+    for y1, y2, x1, x2 in windows:
         count[:, :, y1:y2, x1:x2] += 1
+    step = images_per_call((min(crop[0], h), min(crop[1], w)), batch_pixels, len(views))
+    for start in range(0, len(views), step):
+        part = views[start:start + step]
+        crops = torch.stack([x[i, :, y1:y2, x1:x2] for (y1, y2, x1, x2), i in part])
+        logits = whole(logits_fn, crops, align_corners)  # (len(part), classes, window h, w)
+        for ((y1, y2, x1, x2), i), window_logits in zip(part, logits):
+            preds[i, :, y1:y2, x1:x2] += window_logits
     return preds / count
 
 
@@ -92,29 +113,43 @@ def multi_scale_flip(predict: Callable[[Tensor], Tensor], x: Tensor, scales: Seq
                      flip: bool, align_corners: bool) -> Tensor:
     """mmseg TTA: softmax scores at each scale (and mirrored) resized to the input, averaged.
 
-    `predict` maps an image to logits at that image's resolution (`whole` or `slide`). Each scale
-    r resizes the image as mmcv's `Resize(scale_factor=r, keep_ratio=True)` does. Images are
+    `predict` maps images to logits at their resolution (`whole` or `slide`); with `flip` one
+    call takes the N images and their N mirrors, as one batch. Each scale r resizes the image as mmcv's `Resize(scale_factor=r, keep_ratio=True)` does. Images are
     resized after normalization (mmseg resizes the uint8 image before it; normalization is
     per-channel affine, so the two differ only by uint8 rounding).
     """
-    h, w = x.shape[-2:]
-    total, views = None, 0
+    n, (h, w) = len(x), x.shape[-2:]
+    total = 0
     for r in scales:
         size = rescale_size(h, w, (int(w * r + 0.5), int(h * r + 0.5)))
         scaled = resize(x, size, align_corners=False)
-        for mirrored in (False, True) if flip else (False,):
-            inp = scaled.flip(-1) if mirrored else scaled
-            scores = resize(predict(inp), (h, w), align_corners).softmax(dim=1)
-            scores = scores.flip(-1) if mirrored else scores
-            total = scores if total is None else total + scores
-            views += 1
-    return total / views
+        # The images and their mirrors in one batch (2N): one `predict` call per scale.
+        inp = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
+        scores = resize(predict(inp), (h, w), align_corners).softmax(dim=1)
+        total = total + scores[:n]
+        if flip:
+            total = total + scores[n:].flip(-1)
+    return total / (len(scales) * (2 if flip else 1))
+
+
+CPU_BATCH_BYTES = 4 * 2**30  # activations one forward pass may hold on CPU
+
+
+def pixel_budget(model: torch.nn.Module) -> int:
+    """Input pixels one forward pass of `model` may take: its activations within half the free
+    CUDA memory, or `CPU_BATCH_BYTES` on CPU. A pass holds up to about c4 bytes an input pixel,
+    c4 the last stage's channels (measured peaks, fp32 on CPU: R-50's 2048 channels 1.6 KB a
+    pixel plain, 0.5-1.0 KB optimized; the R-18 demo's 256, 0.15 KB)."""
+    device = model.device
+    free = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else CPU_BATCH_BYTES
+    return free // model.backbone.out_channels[3]
 
 
 @torch.inference_mode()
 def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
             crop_size: tuple[int, int] | None = None, stride: tuple[int, int] | None = None,
-            scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
+            scales: Sequence[float] | None = None, flip: bool = False, *,
+            batch_pixels: int | None = None) -> Tensor:
     """Class scores (N, classes, H, W) at the input's resolution, as mmseg's test modes.
 
     Args:
@@ -124,6 +159,9 @@ def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
         crop_size, stride: slide windows (h, w); default: the preset's.
         scales: resize ratios for multi-scale testing, e.g. `dmnet.TTA_RATIOS`.
         flip: also predict the mirrored image.
+        batch_pixels: input pixels per forward pass: slide windows, images and their mirrors run
+            batched up to it (at least one image a pass); default `pixel_budget(model)`. 1 runs
+            them one at a time, as mmseg does; the outputs agree to float rounding.
 
     Returns logits when neither `scales` nor `flip` is given (mmseg's `seg_logits`), else the mean
     softmax over all views (mmseg's SegTTAModel). Argmax over dim 1 gives the label map.
@@ -131,15 +169,16 @@ def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
     preset = model.preset
     mode = mode or preset.test_mode
     ac = preset.align_corners
+    budget = pixel_budget(model) if batch_pixels is None else batch_pixels
     if mode == "whole":
         def predict(img: Tensor) -> Tensor:
-            return whole(model, img, ac)
+            return whole(model, img, ac, budget)
     elif mode == "slide":
         crop = crop_size or preset.test_crop or preset.crop_size
         step = stride or preset.test_stride or tuple(max(1, c * 2 // 3) for c in crop)
 
         def predict(img: Tensor) -> Tensor:
-            return slide(model, img, crop, step, preset.num_classes, ac)
+            return slide(model, img, crop, step, preset.num_classes, ac, budget)
     else:
         raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
     if scales is None and not flip:
