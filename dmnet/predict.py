@@ -24,7 +24,7 @@ import sys
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ try:
 except ImportError:  # videos are then reported as unreadable; images still work
     av = None
 
-MAX_PIXELS = 150_000_000  # a larger image (or video frame) is refused: decoding could exhaust memory
+MAX_PIXELS = 150_000_000  # larger images and video frames are refused: decoding may exhaust memory
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
 ALPHA = 0.5  # weight of the class colours in the overlays
 
@@ -78,8 +78,9 @@ def expand(args: Sequence[str]) -> tuple[list[Source], list[str]]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in suffixes]
-            hits = [(p, p.relative_to(path).with_suffix("").as_posix()) for p in files]
+            files = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in suffixes]
+            hits = [(p, p.relative_to(path).with_suffix("").as_posix()) for p in files
+                    if p.is_file()]
             if not hits:
                 errors.append(f"{arg}: a folder without images or videos")
         elif path.is_file():
@@ -142,7 +143,9 @@ def is_video(path: Path) -> bool:
 
 
 def frame_count(path: Path) -> int:
-    """Frames in a video by its header (0 when unknown), for the progress bar."""
+    """Frames in a video by its header (0 when unknown, 1 without PyAV), for the progress bar."""
+    if av is None:
+        return 1
     try:
         with av.open(str(path)) as container:
             return container.streams.video[0].frames
@@ -150,7 +153,7 @@ def frame_count(path: Path) -> int:
         return 0
 
 
-def decoded(sources: Iterable[Source], report) -> Iterator[Item]:
+def decoded(sources: Iterable[Source], report: Callable[[str], None]) -> Iterator[Item]:
     """Every image and video frame of `sources`; `report(message)` for each one that fails."""
     for source in sources:
         try:
@@ -185,7 +188,7 @@ def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], mode: st
     batch = [torch.from_numpy(np.ascontiguousarray(im)) for im in images]
     if scales is None and not flip:
         batch = [test_resize(t, preset.test_scale) for t in batch]
-    # One by one, as `dmnet.predict`: each keeps the memory layout (and so the kernels) it has there.
+    # One by one, as in `dmnet.predict`: each keeps the memory layout (so the kernels) it has there.
     x = torch.cat([normalize(t, preset.mean, preset.std) for t in batch]).to(model.device)
     scores = segment(model, x, mode=mode, scales=scales, flip=flip)
     return resize(scores, (h, w), preset.align_corners)
@@ -260,15 +263,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         precision = fast_precision(device)
         runner = optimize(model, precision=precision)
         print(f"--fast: {precision}, BN folded, channels_last", file=sys.stderr)
-    sources, failures = expand(args.inputs)
-    for message in failures:
-        tqdm.write(f"skipped {message}", file=sys.stderr)
+    failures: list[str] = []
 
     def report(message: str) -> None:
         failures.append(message)
         tqdm.write(f"skipped {message}", file=sys.stderr)
 
-    total = sum(frame_count(s.path) if is_video(s.path) and av else 1 for s in sources)
+    sources, errors = expand(args.inputs)
+    for message in errors:
+        report(message)
+    total = sum(frame_count(s.path) if is_video(s.path) else 1 for s in sources)
     written = 0
     with tqdm(total=total, unit="img", dynamic_ncols=True) as bar:
         for batch in batches(decoded(sources, report), args.batch):
