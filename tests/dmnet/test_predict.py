@@ -54,7 +54,7 @@ def test_examples_masks_equal_predict_with_the_palette_and_overlays(model, tmp_p
         np.testing.assert_array_equal(got, expected_mask(model, image), err_msg=path.name)
         with Image.open(tmp_path / "masks" / f"{path.stem}.png") as im:
             assert im.getpalette()[:len(palette)] == palette
-        with Image.open(tmp_path / "overlays" / f"{path.stem}.png") as im:
+        with Image.open(tmp_path / "overlays" / f"{path.stem}.jpg") as im:
             assert im.size == (image.shape[1], image.shape[0])
     assert not (tmp_path / "logits").exists()
 
@@ -63,8 +63,9 @@ def test_overlay_blends_the_image_with_the_class_colours(model, tmp_path):
     assert run(SHAPES[0], out=tmp_path) == 0
     image, label = cli.read_image(SHAPES[0]), mask(tmp_path, SHAPES[0].stem)
     want = image * (1 - cli.ALPHA) + np.asarray(model.preset.palette)[label] * cli.ALPHA
-    got = np.array(Image.open(tmp_path / "overlays" / f"{SHAPES[0].stem}.png"))
-    np.testing.assert_array_equal(got, (want + 0.5).astype(np.uint8))
+    got = np.array(Image.open(tmp_path / "overlays" / f"{SHAPES[0].stem}.jpg"), np.float32)
+    for c in np.unique(label):  # JPEG's errors average out over a region; a wrong colour does not
+        np.testing.assert_allclose(got[label == c].mean(0), want[label == c].mean(0), atol=1.5)
 
 
 def test_folder_mirrors_subfolders_and_globs_name_by_stem(tmp_path):
@@ -185,7 +186,7 @@ def test_video_frames_go_to_a_subfolder(model, tmp_path):
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(mask(tmp_path / "out", f"clip/{i:06d}"),
                                       expected_mask(model, frame))
-        assert (tmp_path / "out" / "overlays" / "clip" / f"{i:06d}.png").is_file()
+        assert (tmp_path / "out" / "overlays" / "clip" / f"{i:06d}.jpg").is_file()
 
 
 def test_without_pyav_videos_are_skipped_and_images_go_on(tmp_path, capsys, monkeypatch):
