@@ -138,11 +138,11 @@ CPU_BATCH_BYTES = 4 * 2**30  # activations one forward pass may hold on CPU
 def pixel_budget(model: torch.nn.Module) -> int:
     """Input pixels one forward pass of `model` may take: its activations within half the free
     CUDA memory, or `CPU_BATCH_BYTES` on CPU. A pass holds up to about c4 bytes an input pixel,
-    c4 the last stage's channels (measured peaks, fp32 on CPU: R-50's 2048 channels 1.6 KB a
-    pixel plain, 0.5-1.0 KB optimized; the R-18 demo's 256, 0.15 KB)."""
+    c4 the last stage's channels, `preset.in_channels` (measured peaks, fp32 on CPU: R-50's
+    2048 channels 1.6 KB a pixel plain, 0.5-1.0 KB optimized; the R-18 demo's 256, 0.15 KB)."""
     device = model.device
     free = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else CPU_BATCH_BYTES
-    return free // model.backbone.out_channels[3]
+    return free // model.preset.in_channels
 
 
 @torch.inference_mode()

@@ -4,7 +4,10 @@ import torch
 
 from dmnet import normalize, segment
 from dmnet import inference
-from dmnet.inference import multi_scale_flip, rescale_size, slide, slide_windows, whole
+from dmnet.inference import (CPU_BATCH_BYTES, multi_scale_flip, pixel_budget, rescale_size, slide,
+                             slide_windows, whole)
+
+from ..tolerance import assert_scaled_close
 
 
 def test_normalize_matches_mmseg_preprocessor():
@@ -52,6 +55,59 @@ def test_slide_averages_overlaps():
     assert torch.allclose(out[0, 0, 0, :4], left.expand(4))
     assert torch.allclose(out[0, 0, 0, 4:6], ((left + right) / 2).expand(2))
     assert torch.allclose(out[0, 0, 0, 6:], right.expand(4))
+
+
+def test_windows_and_images_run_in_batches_up_to_the_budget():
+    calls = []
+
+    def fn(x):  # each view's own mean: exact whatever the batch
+        calls.append(len(x))
+        return x.mean(dim=(2, 3), keepdim=True).expand(-1, 1, 2, 2)
+
+    x = torch.randn(2, 1, 4, 10)  # 2 windows of 4x6 (crop (4, 6), stride (4, 4)) per image
+    outs = []
+    for budget, want in ((None, [4]), (3 * 24, [3, 1]), (24, [1, 1, 1, 1]), (1, [1, 1, 1, 1])):
+        calls.clear()
+        outs.append(slide(fn, x, (4, 6), (4, 4), 1, False, budget))
+        assert calls == want, budget
+    assert all(torch.equal(o, outs[0]) for o in outs)
+    calls.clear()
+    out = whole(fn, torch.randn(3, 1, 4, 10), False, batch_pixels=2 * 40)
+    assert calls == [2, 1] and out.shape == (3, 1, 4, 10)
+
+
+def test_an_image_and_its_mirror_run_as_one_batch():
+    seen = []
+
+    def predict(img):
+        seen.append(img)
+        return img[:, :2]
+
+    x = torch.randn(2, 3, 8, 10)
+    multi_scale_flip(predict, x, [0.5, 1.0], flip=True, align_corners=False)
+    assert [len(img) for img in seen] == [4, 4]
+    assert all(torch.equal(img[2:], img[:2].flip(-1)) for img in seen)
+    assert torch.equal(seen[1][:2], x)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("scales", [None, (0.75, 1.25)])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+def test_batched_equals_one_by_one(tiny_model, mode, flip, scales, n):
+    """Windows and views batched (all at once, or three windows a pass) against mmseg's one image
+    a forward pass: the same to float rounding (a batch may take other oneDNN kernels)."""
+    x = torch.randn(n, 3, 45, 67)
+    kw = dict(mode=mode, crop_size=(32, 48), stride=(21, 29), scales=scales, flip=flip)
+    one_by_one = segment(tiny_model, x, batch_pixels=1, **kw)
+    for budget in (None, 3 * 32 * 48):
+        got = segment(tiny_model, x, batch_pixels=budget, **kw)
+        assert_scaled_close(got, one_by_one, tol=1e-5, msg=f"budget {budget}")
+
+
+def test_pixel_budget_on_cpu(tiny_model):
+    # c4 = 64 channels: 64 bytes an input pixel
+    assert pixel_budget(tiny_model) == CPU_BATCH_BYTES // 64
 
 
 def test_slide_equals_whole_when_the_crop_covers_the_image(tiny_model):
