@@ -20,8 +20,8 @@ from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, 
 from .filters import shared_range
 from .images import generate_scene
 from .metrics import iou, mean_iou, pixel_share
-from .runtime import (Seen, channel_choices, gpu, image_file, ranking, see, user_errors,
-                      valid_channel)
+from .runtime import (Segmented, channel_choices, gpu, image_file, ranking, see, segmentation,
+                      user_errors, valid_channel)
 
 NO_HIGHLIGHT = "(none)"
 FILTER_SIZES = (1, 3, 5, 7)  # the columns of the Branches tab (every published DMNet's sizes)
@@ -105,17 +105,27 @@ def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
     return image, image_file(label_png(label), SCENES, name, "png")  # two users, same seed
 
 
-def describe(seen: Seen) -> str:
-    """Markdown: what ran on what, how long it took, and what was done to the input."""
-    a = seen.analysis
+def describe(seg: Segmented) -> str:
+    """Markdown: what ran on what, in which precision (and how far a fast pass agrees with the
+    fp32 one of the other views), how long it took, and what was done to the input."""
+    a = seg.prediction
     h, w = a.image.shape[:2]
+    what = "forward pass + split" if a.precision == "fp32" else "forward pass"
     lines = [f"{w}×{h} image → model input {a.input_size[1]}×{a.input_size[0]} → features "
-             f"{a.feature_size[1]}×{a.feature_size[0]} · forward pass + split "
+             f"{a.feature_size[1]}×{a.feature_size[0]} · {what} "
              f"{a.seconds * 1000:.0f} ms on {models.device_note()}"]
-    if seen.truth is not None:
-        m = mean_iou(a.label, seen.truth, len(a.classes))
+    if a.precision == "fp32":
+        lines.append("prediction in fp32, from the pass every view shares")
+    else:
+        fast = (f"prediction in **{a.precision}** (fast path: BN folded, {a.precision} autocast); "
+                "the other views run in fp32")
+        lines.append(fast + (" (how far the two agree is shown here once their pass has run)"
+                             if seg.agreement is None else
+                             f": **{100 * seg.agreement:.2f}%** of pixels agree with it"))
+    if seg.truth is not None:
+        m = mean_iou(a.label, seg.truth, len(a.classes))
         lines.append(f"mIoU against the true mask: **{100 * m:.1f}%**")
-    lines += [f"ℹ️ {n}" for n in seen.notices]
+    lines += [f"ℹ️ {n}" for n in seg.notices]
     return "  \n".join(lines)
 
 
@@ -127,8 +137,8 @@ def segment(key: str, image: str | None, truth: str | None, opacity: float, high
             progress: gr.Progress = gr.Progress()):
     """The overlay, the classes' pixel share (and IoU), and a description."""
     progress(0, desc="running the network (large official models take a while on CPU)")
-    seen = see(key, image, truth)
-    a = seen.analysis
+    seen = segmentation(key, image, truth)
+    a = seen.prediction
     k = len(a.classes)
     share = pixel_share(a.label, k)
     present = [c for c in range(k) if share[c] > 0 or (seen.truth is not None

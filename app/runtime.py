@@ -1,7 +1,9 @@
 """What the actions share at run time: cached analyses, channel rankings, error handling, GPU.
 
-Every endpoint takes (model key, image file) and finds the `Analysis` of that pair here, so a view
-opened after the segmentation costs no second forward pass, and API calls stay stateless.
+Every endpoint takes (model key, image file) and finds the pass of that pair here, so API calls
+stay stateless and no pass runs twice: the teaching views share one fp32 `Analysis` (`see`); the
+Segmentation view takes the same analysis for small models, and a fast `Prediction` (bf16 where it
+is native) for ResNet-50/101 ones (`segmentation`), which arrives before the fp32 analysis would.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from PIL import Image
 from dmnet import CheckpointError, DMNet
 
 from . import models
-from .analysis import Analysis, analyse, filter_bank, reference_images
+from .analysis import (Analysis, Prediction, analyse, filter_bank, predict, reference_images,
+                       segmentation_precision)
 from .filters import input_dependence, rank_channels
 from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key, read_image,
                      read_mask)
@@ -97,7 +100,19 @@ class Ranking:
     inputs: int  # how many reference inputs
 
 
-_analyses: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
+@dataclass
+class Segmented:
+    """An image's segmentation, as the Segmentation view shows it."""
+
+    prediction: Prediction  # the fast pass, or the fp32 Analysis every view shares
+    notices: list[str]  # what was done to the input
+    truth: np.ndarray | None  # (H, W) true class ids, 255 = ignore
+    agreement: float | None  # share of the fast prediction's pixels whose class is the fp32
+    # analysis' (None: the prediction is that analysis, or it has not run yet)
+
+
+# (model key, image key, precision) -> the pass: an Analysis in fp32, else a Prediction
+_analyses: OrderedDict[tuple[str, str, str], Prediction] = OrderedDict()
 _rankings: dict[str, Ranking] = {}
 _static: dict[str, DMNet] = {}
 _lock = threading.Lock()
@@ -109,24 +124,49 @@ def picture(model: DMNet, path: str | Path | None) -> Picture:
 
 
 def see(key: str, path: str | Path | None, truth_path: str | Path | None = None) -> Seen:
-    """Load the model, decode the image, and analyse it (or take the cached analysis)."""
+    """Load the model, decode the image, and analyse it in fp32 (or take the cached analysis)."""
+    model, pic = _opened(key, path)
+    found = _pass(key, model, pic, "fp32")
+    truth = read_mask(truth_path, pic.image.shape[:2], model.preset.num_classes)
+    return Seen(key, model, found, pic.notices, truth)
+
+
+def segmentation(key: str, path: str | Path | None,
+                 truth_path: str | Path | None = None) -> Segmented:
+    """The Segmentation view's pass at `segmentation_precision` (or the cached one), and how far
+    it agrees with the fp32 analysis when that exists (it is never run for this)."""
+    model, pic = _opened(key, path)
+    found = _pass(key, model, pic, segmentation_precision(model))
+    with _lock:
+        full = _analyses.get((key, image_key(pic.image), "fp32"))
+    agreement = (None if full is None or full is found
+                 else float((found.label == full.label).mean()))
+    truth = read_mask(truth_path, pic.image.shape[:2], model.preset.num_classes)
+    return Segmented(found, pic.notices, truth, agreement)
+
+
+def _opened(key: str, path: str | Path | None) -> tuple[DMNet, Picture]:
     if path is None:
         raise InputError(NO_IMAGE)
     model = models.get_model(key)
-    pic = picture(model, path)
-    cache_key = (key, image_key(pic.image))
+    return model, picture(model, path)
+
+
+def _pass(key: str, model: DMNet, pic: Picture, precision: str) -> Prediction:
+    """The cached pass of the model over the picture: `analyse` in fp32, else `predict`."""
+    cache_key = (key, image_key(pic.image), precision)
     with _lock:
         found = _analyses.get(cache_key)
         if found is not None:
             _analyses.move_to_end(cache_key)
-    if found is None:
-        found = analyse(model, pic.image)
-        with _lock:
-            _analyses[cache_key] = found
-            while len(_analyses) > ANALYSES_KEPT:
-                _analyses.popitem(last=False)
-    truth = read_mask(truth_path, pic.image.shape[:2], model.preset.num_classes)
-    return Seen(key, model, found, pic.notices, truth)
+            return found
+    found = (analyse(model, pic.image) if precision == "fp32"
+             else predict(model, pic.image, precision))
+    with _lock:
+        _analyses[cache_key] = found
+        while len(_analyses) > ANALYSES_KEPT:
+            _analyses.popitem(last=False)
+    return found
 
 
 def ranking(key: str) -> Ranking:
