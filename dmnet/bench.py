@@ -12,6 +12,9 @@ Variants:
   compiled   `optimize(model, compile=True)`: the fp32 variant under torch.compile (inductor,
              weight freezing); compile time is not counted (printed separately)
   inspect    `model.inspect(x)` on the fp32 model (one pass, every intermediate kept)
+  onnxruntime  `dmnet.export` of the plain model (dynamic shapes) in an onnxruntime CPU session
+             with torch's thread count (CPU only); it exports on its first call, the warm-up, so
+             the export counts in its peak MB, not in its time
 `--modes` runs, instead, `segment()` in a test mode (MODE_CASES: slide windows, ms+flip views),
 one image, against the one-by-one path in turns: `reference` the plain model one window or view
 per forward pass as mmseg runs them (`batch_pixels=1`), `fp32` optimize()'s model the same way,
@@ -31,11 +34,14 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from .export import export_program, onnx_runner, write_onnx
 from .fast import fast_precision, optimize
 from .inference import resize, segment
 from .model import DMNet, build_model
@@ -86,6 +92,19 @@ def random_model(name: str, device: torch.device) -> DMNet:
 
 
 Runs = dict[str, tuple[str, Callable[[], object], Callable]]  # variant: (dtype, fn, ctx)
+
+
+def onnxruntime_fn(model: DMNet, x: torch.Tensor) -> Callable[[], object]:
+    """`x` through onnxruntime; the first call exports `model` at x's size (dynamic shapes)."""
+    session: list[Callable] = []
+
+    def run() -> torch.Tensor:
+        if not session:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_onnx(export_program(model, tuple(x.shape[-2:])), Path(tmp) / "m.onnx")
+                session.append(onnx_runner(Path(tmp) / "m.onnx"))
+        return session[0](x)
+    return run
 
 
 def time_runs(runs: Runs, repeats: int, device: torch.device,
@@ -145,6 +164,8 @@ def bench_case(name: str, size: tuple[int, int], device: torch.device, repeats: 
     if "fast" in variants and precision != "fp32":
         fast = optimize(model, precision=precision)
         runs["fast"] = (precision, lambda: fast(x), torch.inference_mode)
+    if "onnxruntime" in variants and device.type == "cpu":
+        runs["onnxruntime"] = ("fp32", onnxruntime_fn(model, x), torch.no_grad)
     times, peak = time_runs(runs, repeats, device, f"{name} {size}")
     agree = None
     if "fast" in runs:
@@ -163,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the first and last case")
-    parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect")
+    parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect,onnxruntime")
     parser.add_argument("--modes", help="instead: these MODE_CASES (slide,ms+flip), ~10 min each")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, JSON rows out
     args = parser.parse_args(argv)
@@ -183,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     if "fast" in variants and precision == "fp32":
         print("  (no `fast` rows: this CPU has no native bf16 (AVX-512 BF16 / AMX), where oneDNN "
               "would emulate it at several times the fp32 time)")
-    header = f"{'preset':45} {'input':17} {'device':6} {'variant':9} {'dtype':5} " \
+    header = f"{'preset':45} {'input':17} {'device':6} {'variant':11} {'dtype':5} " \
              f"{'ms/img':>8} {'peak MB':>8} {'vs ref':>6} {'agree':>7}"
     print(header + "\n" + "-" * len(header), flush=True)
     for case in cases:
@@ -199,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows:
             ratio = f"{r['ms'] / ref_ms:6.2f}" if ref_ms else "     -"
             agree = f"{100 * r['agree']:6.2f}%" if r["agree"] is not None else "      -"
-            print(f"{r['preset']:45} {r['size']:17} {r['device']:6} {r['variant']:9} "
+            print(f"{r['preset']:45} {r['size']:17} {r['device']:6} {r['variant']:11} "
                   f"{r['dtype']:5} {r['ms']:8.0f} {r['peak_mb']:8.0f} {ratio} {agree}", flush=True)
 
 
