@@ -131,6 +131,8 @@ def onnx_runner(path: str | Path, threads: int | None = None) -> Callable[[Tenso
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
+    # No busy-waiting between runs: on a shared CPU it would take cores from other work.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
 
