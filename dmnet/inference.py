@@ -114,9 +114,10 @@ def multi_scale_flip(predict: Callable[[Tensor], Tensor], x: Tensor, scales: Seq
     """mmseg TTA: softmax scores at each scale (and mirrored) resized to the input, averaged.
 
     `predict` maps images to logits at their resolution (`whole` or `slide`); with `flip` one
-    call takes the N images and their N mirrors, as one batch. Each scale r resizes the image as mmcv's `Resize(scale_factor=r, keep_ratio=True)` does. Images are
-    resized after normalization (mmseg resizes the uint8 image before it; normalization is
-    per-channel affine, so the two differ only by uint8 rounding).
+    call takes the N images and their N mirrors, as one batch. Each scale r resizes the image as
+    mmcv's `Resize(scale_factor=r, keep_ratio=True)` does. Images are resized after
+    normalization (mmseg resizes the uint8 image before it; normalization is per-channel affine,
+    so the two differ only by uint8 rounding).
     """
     n, (h, w) = len(x), x.shape[-2:]
     total = 0
