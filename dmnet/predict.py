@@ -112,7 +112,7 @@ def read_image(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is ours
             with Image.open(path) as im:
                 check_size(path, *im.size)  # from the header, before decoding
-                return np.array(ImageOps.exif_transpose(im).convert("RGB"))
+                return to_rgb(path, ImageOps.exif_transpose(im))
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read (corrupt, or another kind of "
                          "file)") from None
@@ -120,6 +120,17 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError(f"{path}: too large to decode safely: {err}") from None
     except (OSError, ValueError, SyntaxError, zlib.error) as err:
         raise InputError(f"{path}: could not be decoded (truncated or corrupt: {err})") from None
+
+
+def to_rgb(path: Path, im: Image.Image) -> np.ndarray:
+    """uint8 RGB of any mode; 16/32-bit grey keeps its high byte, as cv2.imread (mmseg's reader)
+    does (Pillow's convert would clip it to 255: a white image)."""
+    if im.mode == "F":
+        raise InputError(f"{path}: a floating-point image; convert it to 8-bit first")
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        grey = np.clip(np.asarray(im).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.array(im.convert("RGB"))
 
 
 def read_video(source: Source) -> Iterator[Item]:

@@ -91,12 +91,19 @@ def png_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def float_tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(buf, "TIFF")
+    return buf.getvalue()
+
+
 BAD_FILES = {
     "text.png": (b"<html>404</html>", "not an image Pillow can read"),
     "truncated.png": (SHAPES[0].read_bytes()[:2000], "could not be decoded"),
     "bomb.png": (png_claiming(12_500, 12_500), "12500x12500 pixels is over the limit of 150 MP"),
     "huge.png": (png_claiming(40_000, 40_000), "too large to decode safely"),
     "clip.mp4": (b"\x00" * 64, "could not be decoded as a video"),
+    "float.tif": (float_tiff(), "a floating-point image; convert it to 8-bit first"),
 }
 
 
@@ -110,7 +117,7 @@ def test_bad_files_are_reported_and_skipped_with_exit_status_1(tmp_path, capsys)
     for name, (_, message) in BAD_FILES.items():
         assert f"skipped {tmp_path / name}: {message}" in err
     assert f"skipped {tmp_path / 'missing.png'}: no such file" in err
-    assert "1 images predicted" in err and "6 inputs skipped" in err
+    assert "1 images predicted" in err and "7 inputs skipped" in err
     assert [p.name for p in (out / "masks").iterdir()] == [f"{SHAPES[0].stem}.png"]
 
 
@@ -120,6 +127,14 @@ def test_exif_orientation_is_applied(model, tmp_path):
     Image.open(SHAPES[0]).crop((0, 0, 128, 64)).save(tmp_path / "turned.jpg", exif=exif)
     assert run(tmp_path / "turned.jpg", out=tmp_path / "out") == 0
     assert mask(tmp_path / "out", "turned").shape == (128, 64)
+
+
+def test_16_bit_grey_keeps_its_high_byte(tmp_path):
+    grey = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    image = cli.read_image(tmp_path / "deep.png")
+    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    np.testing.assert_array_equal(image[..., 1], grey >> 8)
 
 
 def test_batch_equals_unbatched_and_logits_have_the_scores(model, tmp_path):
