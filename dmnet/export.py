@@ -12,10 +12,17 @@ The graph takes a normalized (N, 3, H, W) float32 image `x` and returns the deco
   and ONNX's Conv needs a constant `group`: it becomes k*k shifted multiply-adds with the filters
   broadcast per image, `out = sum_ij filters[:, :, i, j, None, None] * padded[:, :, i:i+h, j:j+w]`;
 - adaptive average pooling to k x k, whose bins are uneven when k does not divide the feature
-  size: it becomes `P_h @ x @ P_w.T`, pooling matrices built from the runtime H and W (row i
-  averages [floor(i*H/k), ceil((i+1)*H/k)), adaptive_avg_pool2d's bins).
-Both give the eager model's outputs to float rounding (tests/dmnet/test_export.py). Export the
-plain model, not `optimize(model)`: onnxruntime folds BN itself.
+  size (ONNX's pooling ops have one fixed window): it becomes explicit bin means, bin i of a
+  length-L axis averaging [floor(i*L/k), ceil((i+1)*L/k)) as adaptive_avg_pool2d does, taken
+  from differences of a cumulative sum at bin edges computed from the runtime H and W (pooling
+  matrices would do too, but torch.export decomposes their matmul into reshapes whose guards
+  pin H and W). F.adaptive_avg_pool2d itself exports without complaint but with the traced
+  size's bins baked in: traced at 97x129, 8e-3 of the scale off at 128x128, failing at 64x200.
+Both give the eager model's outputs to float rounding (tests/dmnet/test_export.py). One traced
+program (`export_program`) is saved as .pt2 and translated to ONNX. The plain model's own ops do
+trace through torch.export (a symbolic `groups`), but not into ONNX, so both use this one. Export
+the plain model, not `optimize(model)`: onnxruntime folds BN itself. Opset 18 is the oldest
+written: torch.onnx builds 18 and cannot convert Pad down to 17.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from .heads import DCM, DCMOutput, even_aware_padding
 from .model import DMNet, build_model
 
 OPSET = 18  # torch.onnx's own: the oldest it writes (older ones fail to convert)
-CHECK_SIZES = ((97, 129), (64, 200))  # odd: 13x17 and 8x25 features, uneven bins for k = 3, 5, 7
+CHECK_SIZES = ((97, 129), (64, 200))  # 13x17 and 8x25 features: uneven bins for most k
 
 
 def bin_means(x: Tensor, k: int) -> Tensor:
@@ -122,15 +129,15 @@ def write_onnx(program: torch.export.ExportedProgram, path: str | Path, opset: i
     """Translate an `export_program` to one ONNX file (weights inside): input `x`, output
     `logits`, the program's dynamic dimensions."""
     torch.onnx.export(program, (), str(path), input_names=["x"], output_names=["logits"],
-                      opset_version=opset, external_data=False, verbose=False)
+                      opset_version=opset, external_data=False)
 
 
-def onnx_runner(path: str | Path, threads: int | None = None) -> Callable[[Tensor], Tensor]:
-    """x -> logits through an onnxruntime CPU session (`threads`: intra-op, default torch's)."""
+def onnx_runner(path: str | Path) -> Callable[[Tensor], Tensor]:
+    """x -> logits through an onnxruntime CPU session with torch's number of threads."""
     import onnxruntime as ort  # here: importing dmnet must not need onnxruntime
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = torch.get_num_threads()
     # No busy-waiting between runs: on a shared CPU it would take cores from other work.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -139,8 +146,7 @@ def onnx_runner(path: str | Path, threads: int | None = None) -> Callable[[Tenso
 
 def pt2_runner(path: str | Path) -> Callable[[Tensor], Tensor]:
     """x -> logits through a torch.export.load'ed program."""
-    module = torch.export.load(str(path)).module()
-    return lambda x: module(x)
+    return torch.export.load(str(path)).module()
 
 
 def scaled_error(got: Tensor, want: Tensor) -> float:
