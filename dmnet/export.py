@@ -186,12 +186,13 @@ def load(source: str, random_weights: bool) -> DMNet:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("source", help="a checkpoint (anything dmnet.load_checkpoint reads) or, "
-                                       "with --random-weights, a preset name")
+    parser.add_argument("source", help="what dmnet.load_checkpoint takes: a file, a URL, or a "
+                                       "preset name (its published checkpoint); with "
+                                       "--random-weights, a preset name")
     parser.add_argument("out", type=Path, help="the ONNX file to write")
     parser.add_argument("--no-dynamic", dest="dynamic", action="store_false",
                         help="fixed batch 1 and --size (default: dynamic batch, height, width)")
-    parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"{OPSET} (default) or newer")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="the size traced at (the only one with --no-dynamic); "
                              "default: the preset's crop size")
