@@ -18,8 +18,8 @@ Variants:
 `--modes` runs, instead, `segment()` in a test mode (MODE_CASES: slide windows, ms+flip views),
 one image, against the one-by-one path in turns: `reference` the plain model one window or view
 per forward pass as mmseg runs them (`batch_pixels=1`), `fp32` optimize()'s model the same way,
-`batched` optimize()'s model with the windows, or an image and its mirror, batched
-(`dmnet.inference.pixel_budget`).
+`batched` optimize()'s model with all windows, or an image and its mirror, in one pass
+(`batch_pixels=sys.maxsize`; segment()'s default, `pixel_budget`, batches on CUDA only).
 For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one. Each case
 runs in its own process; `peak MB` is that process's peak RSS so far (weights included) on CPU, the
 CUDA allocator's peak on GPU.
@@ -137,7 +137,8 @@ def bench_mode_case(mode: str, device: torch.device, repeats: int) -> list[dict]
     runs: Runs = {
         "reference": ("fp32", lambda: segment(model, x, batch_pixels=1, **kw), torch.no_grad),
         "fp32": ("fp32", lambda: segment(fp32, x, batch_pixels=1, **kw), torch.inference_mode),
-        "batched": ("fp32", lambda: segment(fp32, x, **kw), torch.inference_mode)}
+        "batched": ("fp32", lambda: segment(fp32, x, batch_pixels=sys.maxsize, **kw),
+                    torch.inference_mode)}
     times, peak = time_runs(runs, repeats, device, mode)
     return [dict(preset=name, size=f"{size[0]}x{size[1]} {mode}", device=device.type, variant=v,
                  dtype="fp32", ms=1e3 * statistics.median(times[v]), peak_mb=peak[v], agree=None)

@@ -133,17 +133,17 @@ def multi_scale_flip(predict: Callable[[Tensor], Tensor], x: Tensor, scales: Seq
     return total / (len(scales) * (2 if flip else 1))
 
 
-CPU_BATCH_BYTES = 4 * 2**30  # activations one forward pass may hold on CPU
-
-
 def pixel_budget(model: torch.nn.Module) -> int:
-    """Input pixels one forward pass of `model` may take: its activations within half the free
-    CUDA memory, or `CPU_BATCH_BYTES` on CPU. A pass holds up to about c4 bytes an input pixel,
-    c4 the last stage's channels, `preset.in_channels` (measured peaks, fp32 on CPU: R-50's
-    2048 channels 1.6 KB a pixel plain, 0.5-1.0 KB optimized; the R-18 demo's 256, 0.15 KB)."""
-    device = model.device
-    free = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else CPU_BATCH_BYTES
-    return free // model.preset.in_channels
+    """Input pixels one forward pass of `model` may take (a pass always takes at least one image).
+
+    On CUDA, activations within half the free memory: a pass holds up to about c4 bytes an input
+    pixel, c4 the last stage's channels, `preset.in_channels` (measured peaks, fp32 on CPU: R-50's
+    2048 channels 1.6 KB a pixel plain, 0.5-1.0 KB optimized; the R-18 demo's 256, 0.15 KB).
+    On CPU one image a pass: oneDNN gains nothing from a batch there (optimize()'s R-50 on a Zen 5
+    CPU: 3 windows of 769x769 a pass took 15-21% longer a window than one, 256x512 pairs +3%)."""
+    if model.device.type != "cuda":
+        return 1
+    return torch.cuda.mem_get_info(model.device)[0] // 2 // model.preset.in_channels
 
 
 @torch.inference_mode()
