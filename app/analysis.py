@@ -1,6 +1,6 @@
 """The app's inference layer: one forward pass of `DMNet.inspect`, kept as a typed `Analysis`.
 
-Arrays in, dataclasses out, no Gradio. `analyse` runs the model on an image as `dmnet.predict`
+Arrays in, dataclasses out, no Gradio. `analyse` runs the model on an image as `dmnet.segment_image`
 does (test-scale resize, logits resized back to the image) and keeps what every view needs: the
 prediction, the generated filters, the branch outputs and the exact split of the bottleneck
 (`app.attribution`). Ablations, per-branch predictions and the scale sweep are derived from it.

@@ -5,7 +5,7 @@ TIFF) and refuses everything else with an `InputError` whose message is shown in
 Given the model's preset it decodes a large file no larger than needed (JPEG draft, PNG strips,
 `Image.reduce`); `fit_to_test_scale` then downscales images larger than the model's test scale
 (mmseg's keep-ratio `Resize` would shrink them anyway), to at least 1 px a side; `model_input` is
-the test pipeline's resize of `dmnet.predict`.
+the test pipeline's resize of `dmnet.segment_image`.
 `generate_scene` draws a MultiScaleShapes scene (training/data/shapes.py) with its true mask.
 """
 
@@ -243,7 +243,7 @@ def fit_to_test_scale(picture: Picture, preset: Preset) -> Picture:
 
 
 def model_input(image: np.ndarray, preset: Preset) -> np.ndarray:
-    """The uint8 image resized to the preset's test scale exactly as `dmnet.predict` does it."""
+    """The uint8 image resized to the preset's test scale exactly as `dmnet.segment_image` does it."""
     return test_resize(image, preset.test_scale).numpy()
 
 

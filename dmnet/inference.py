@@ -199,7 +199,7 @@ def test_resize(image: np.ndarray | Tensor, scale: tuple[int, int]) -> Tensor:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None = None,
+def segment_image(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None = None,
             scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
     """mmseg's whole test pipeline for one uint8 RGB (H, W, 3) image: class scores (classes, H, W).
 

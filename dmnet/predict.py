@@ -3,7 +3,7 @@
 INPUTs are image files, folders (searched recursively for images and videos), globs (quoted, `**`
 allowed) and video files (frames decoded by PyAV). For each image, under DIR:
   masks/NAME.png     class ids as a palette PNG in the model's palette: the argmax of
-                     `dmnet.predict` (test-scale resize, segment, resize back), exactly
+                     `dmnet.segment_image` (test-scale resize, segment, resize back), exactly
   overlays/NAME.jpg  the image blended with its mask's colours (JPEG: 30x faster to write)
   logits/NAME.npy    with --logits: float32 (classes, H, W) scores (with --tta: mean softmax)
 NAME is the file's stem, or for a file found in a folder INPUT its path under that folder (a
@@ -12,8 +12,6 @@ repeated name gets -2, -3, ...). A video's frames are NAME/000000, NAME/000001, 
 (missing, corrupt, not an image, over MAX_PIXELS, a video without PyAV) is reported and skipped;
 the exit status is then 1 (2 when the checkpoint cannot be loaded).
 
-Note: importing this module as `dmnet.predict` makes Python rebind the package attribute
-`dmnet.predict` (the function) to the module; `python -m dmnet.predict` does not import it so.
 """
 
 from __future__ import annotations
@@ -193,13 +191,13 @@ def batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 @torch.inference_mode()
 def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], mode: str | None,
                   scales: Sequence[float] | None, flip: bool) -> Tensor:
-    """`dmnet.predict` on images of one size at once: scores (N, classes, H, W)."""
+    """`dmnet.segment_image` on images of one size at once: scores (N, classes, H, W)."""
     preset = model.preset
     h, w = images[0].shape[:2]
     batch = [torch.from_numpy(np.ascontiguousarray(im)) for im in images]
     if scales is None and not flip:
         batch = [test_resize(t, preset.test_scale) for t in batch]
-    # One by one, as in `dmnet.predict`: each keeps the memory layout (so the kernels) it has there.
+    # One by one, as in `dmnet.segment_image`: each keeps the memory layout (so the kernels) it has there.
     x = torch.cat([normalize(t, preset.mean, preset.std) for t in batch]).to(model.device)
     scores = segment(model, x, mode=mode, scales=scales, flip=flip)
     return resize(scores, (h, w), preset.align_corners)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dmnet import TTA_RATIOS
 from dmnet.checkpoint import load_checkpoint
 from dmnet.fast import optimize
-from dmnet.inference import predict
+from dmnet.inference import segment_image
 from dmnet.model import DMNet
 
 from .data import MultiScaleShapes, build_dataset
@@ -72,7 +72,7 @@ def evaluate(model: DMNet, data: Dataset, mode: str | None = None, aug_test: boo
              progress: bool = False) -> tuple[Metrics, dict | None]:
     """Metrics of `model` (eval mode) on `data`, sharded over ranks and all-reduced.
 
-    Each image goes through mmseg's test pipeline (`dmnet.predict`: keep-ratio Resize to the
+    Each image goes through mmseg's test pipeline (`dmnet.segment_image`: keep-ratio Resize to the
     preset's test scale, or with --aug-test the dmnet.TTA_RATIOS of the original image + flip as
     mmseg 1.x's TTA; scores resized back to the label's size) and is argmaxed. On
     MultiScaleShapes, also returns per-object-size metrics (`SizeBuckets`).
@@ -84,7 +84,7 @@ def evaluate(model: DMNet, data: Dataset, mode: str | None = None, aug_test: boo
     for i in tqdm(range(rank, n, world), disable=not progress, desc="evaluate", leave=False):
         sample = data.sample(i) if buckets else None
         image, label = (sample.image, sample.label) if sample else data[i]
-        scores = predict(model, image, mode, TTA_RATIOS if aug_test else None, flip=aug_test)
+        scores = segment_image(model, image, mode, TTA_RATIOS if aug_test else None, flip=aug_test)
         pred = scores.argmax(0).cpu()
         cm += confusion_matrix(pred, torch.from_numpy(label), preset.num_classes)
         if buckets:

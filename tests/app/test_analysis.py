@@ -1,4 +1,4 @@
-"""The inference layer agrees with dmnet.predict; sweep frames and filter banks: shapes."""
+"""The inference layer agrees with dmnet.segment_image; sweep frames and filter banks: shapes."""
 
 import numpy as np
 import pytest
@@ -18,10 +18,10 @@ def model():
 
 
 @pytest.mark.parametrize("shape", [(100, 140), (512, 512), (37, 300)])
-def test_prediction_is_dmnet_predict(model, shape):
+def test_prediction_is_dmnet_segment_image(model, shape):
     image = rgb_noise(*shape, seed=shape[0])
     a = analyse(model, image)
-    np.testing.assert_array_equal(a.label, dmnet.predict(model, image).argmax(0).numpy())
+    np.testing.assert_array_equal(a.label, dmnet.segment_image(model, image).argmax(0).numpy())
     c = model.preset.head_channels
     assert a.filters[3].shape == (c, 3, 3) and a.branches[7].shape == (c, *a.feature_size)
     assert a.x_mean.shape == a.feature_size and a.part_names == ("x", "k=1", "k=3", "k=5", "k=7")

@@ -179,13 +179,13 @@ def test_segment_rejects_unknown_mode(tiny_model):
 def test_predict_runs_the_test_pipeline():
     import dataclasses
 
-    from dmnet import DMNet, predict
+    from dmnet import DMNet, segment_image
 
     from ..conftest import randomize_bn, tiny_preset
 
     model = randomize_bn(DMNet(dataclasses.replace(tiny_preset(), test_scale=(128, 64))).eval())
     img = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
-    out = predict(model, img)
+    out = segment_image(model, img)
     assert out.shape == (7, 40, 60)
     # By hand: keep-ratio resize to 64x96 on uint8 values, whole inference, back to 40x60.
     up = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(),
@@ -194,6 +194,6 @@ def test_predict_runs_the_test_pipeline():
     ref = torch.nn.functional.interpolate(segment(model, x), (40, 60), mode="bilinear",
                                           align_corners=False)[0]
     torch.testing.assert_close(out, ref)
-    tta = predict(model, img, scales=[0.5, 1.0], flip=True)
+    tta = segment_image(model, img, scales=[0.5, 1.0], flip=True)
     assert tta.shape == (7, 40, 60)
     torch.testing.assert_close(tta.sum(0), torch.ones(40, 60))

@@ -1,4 +1,3 @@
-import importlib
 import io
 import shutil
 import struct
@@ -13,10 +12,8 @@ import torch
 from PIL import Image
 
 import dmnet
-from dmnet.inference import predict
-
-cli = importlib.import_module("dmnet.predict")
-dmnet.predict = predict  # importing the module rebinds the package's name to it: restore it
+from dmnet import predict as cli
+from dmnet.inference import segment_image
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = str(ROOT / "assets" / "demo" / "dmnet_r18-d8_shapes.pth")
@@ -40,7 +37,7 @@ def mask(out: Path, name: str) -> np.ndarray:
 
 
 def expected_mask(model, image: np.ndarray, **kw) -> np.ndarray:
-    return predict(model, image, **kw).argmax(0).numpy()
+    return segment_image(model, image, **kw).argmax(0).numpy()
 
 
 def test_examples_masks_equal_predict_with_the_palette_and_overlays(model, tmp_path):
@@ -145,7 +142,7 @@ def test_batch_equals_unbatched_and_logits_have_the_scores(model, tmp_path):
         one, two = (np.load(tmp_path / d / "logits" / f"{path.stem}.npy") for d in ("one", "two"))
         image = cli.read_image(path)
         assert one.shape == (model.preset.num_classes, *image.shape[:2]) and one.dtype == np.float32
-        np.testing.assert_array_equal(one, predict(model, image).numpy())
+        np.testing.assert_array_equal(one, segment_image(model, image).numpy())
         np.testing.assert_allclose(two, one, rtol=0, atol=1e-4 * np.abs(one).max())
         np.testing.assert_array_equal(mask(tmp_path / "two", path.stem), one.argmax(0))
 
