@@ -243,7 +243,8 @@ def fit_to_test_scale(picture: Picture, preset: Preset) -> Picture:
 
 
 def model_input(image: np.ndarray, preset: Preset) -> np.ndarray:
-    """The uint8 image resized to the preset's test scale exactly as `dmnet.segment_image` does it."""
+    """The uint8 image resized to the preset's test scale exactly as `dmnet.segment_image` does
+    it."""
     return test_resize(image, preset.test_scale).numpy()
 
 

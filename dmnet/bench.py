@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     for case in cases:
         # One process per case, so that its peak memory is its own.
         child = [sys.executable, "-m", "dmnet.bench", "--case", case,
-                 "--device", args.device, "--repeats", str(args.repeats), "--variants", args.variants]
+                 "--device", args.device, "--repeats", str(args.repeats),
+                 "--variants", args.variants]
         out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             if line.startswith("  ("):

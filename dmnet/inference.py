@@ -21,7 +21,8 @@ LogitsFn = Callable[[Tensor], Tensor]
 
 def normalize(images: np.ndarray | Tensor, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> Tensor:
-    """uint8 RGB images, (H, W, 3) or (N, H, W, 3), numpy or torch -> normalized (N, 3, H, W) float32.
+    """uint8 RGB images, (H, W, 3) or (N, H, W, 3), numpy or torch -> normalized (N, 3, H, W)
+    float32.
 
     Same as mmseg's SegDataPreProcessor (BGR->RGB already done: inputs are RGB): (x - mean) / std.
     """
@@ -188,8 +189,9 @@ def segment(model: torch.nn.Module, x: Tensor, mode: str | None = None,
 
 
 def test_resize(image: np.ndarray | Tensor, scale: tuple[int, int]) -> Tensor:
-    """A uint8 (H, W, 3) image resized to fit `scale` keeping its ratio (the configs' test `Resize`),
-    bilinear on the uint8 values and rounded, like mmcv's cv2 resize. Unchanged when it fits."""
+    """A uint8 (H, W, 3) image resized to fit `scale` keeping its ratio (the configs' test
+    `Resize`), bilinear on the uint8 values and rounded, like mmcv's cv2 resize. Unchanged when it
+    fits."""
     t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
     size = rescale_size(t.shape[0], t.shape[1], scale)
     if size == tuple(t.shape[:2]):

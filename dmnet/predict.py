@@ -197,7 +197,8 @@ def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], mode: st
     batch = [torch.from_numpy(np.ascontiguousarray(im)) for im in images]
     if scales is None and not flip:
         batch = [test_resize(t, preset.test_scale) for t in batch]
-    # One by one, as in `dmnet.segment_image`: each keeps the memory layout (so the kernels) it has there.
+    # One by one, as in `dmnet.segment_image`: each keeps the memory layout (so the kernels) it
+    # has there.
     x = torch.cat([normalize(t, preset.mean, preset.std) for t in batch]).to(model.device)
     scores = segment(model, x, mode=mode, scales=scales, flip=flip)
     return resize(scores, (h, w), preset.align_corners)
