@@ -109,8 +109,11 @@ def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
 
 
 def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
-    """Re-draws from the cached analysis: opacity, highlighted class, one branch's channel."""
-    gr.on([seg["opacity"].release, seg["highlight"].input], actions.segment, chain.seg_in,
+    """Re-draws from the cached analysis: opacity, highlighted class, one branch's channel.
+    The opacity redraws on `input`: a drag and a number typed in its box both fire it (`release`
+    fires for the box only when it loses focus); `always_last` drops the steps of a drag that a
+    newer one overtook."""
+    gr.on([seg["opacity"].input, seg["highlight"].input], actions.segment, chain.seg_in,
           chain.seg_out, trigger_mode="always_last", api_visibility="undocumented", **HEAVY)
     seg["overlay"].select(actions.select_class, None, [seg["highlight"]], **QUIET).then(
         actions.segment, chain.seg_in, chain.seg_out, api_visibility="undocumented", **HEAVY)

@@ -137,7 +137,8 @@ def segmentation_tab() -> dict:
             overlay = gr.AnnotatedImage(label="prediction", height=480, show_legend=True,
                                         elem_id="overlay")
             with gr.Row():
-                opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="opacity")
+                opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="opacity",
+                                    elem_id="opacity")
                 highlight = gr.Dropdown(label="highlight class", choices=[actions.NO_HIGHLIGHT],
                                         value=actions.NO_HIGHLIGHT, elem_id="highlight")
         with gr.Column(scale=2):

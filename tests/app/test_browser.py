@@ -117,3 +117,23 @@ def test_a_failed_pick_shows_one_message_and_goes_back_to_the_model_in_use(
     expect(info).to_contain_text("demo: small DMNet")
     expect(page.locator("[data-testid=status-tracker]").filter(has_text="Error")).to_have_count(0)
     page.screenshot(path=screenshots / f"08_failed_pick_{width}x{height}.png")
+
+
+def overlay_sources(page: Page) -> list[str]:
+    return page.locator("#overlay img").evaluate_all("imgs => imgs.map(i => i.src)")
+
+
+@pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])
+def test_typing_an_opacity_redraws_the_overlay_at_once(page: Page, server, scene, width, height):
+    page.set_viewport_size({"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server)
+    expect(page.locator("#model-info")).to_contain_text("loaded")
+    page.locator("#input-image input[type=file]").set_input_files(str(scene[0]))
+    expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the image and its masks
+    before = overlay_sources(page)
+    page.locator("#opacity input[type=number]").fill("0.1")  # typed, the box keeps the focus
+    page.wait_for_function("before => [...document.querySelectorAll('#overlay img')]"
+                           ".map(i => i.src).join() !== before.join()", arg=before)
+    after = overlay_sources(page)
+    assert after[0] == before[0] and after[1:] != before[1:]  # same image, fainter class masks
