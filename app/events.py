@@ -104,8 +104,6 @@ def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
         kept.success(experiments.channel_picker, picker, [cmp["channel"]],
                      api_visibility="private", **HEAVY)
         chain.after(kept)
-    cmp["branch"].change(experiments.channel_picker, picker, [cmp["channel"]],
-                         api_visibility="private", **HEAVY)
 
 
 def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
@@ -126,14 +124,20 @@ def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
 
 
 def wire_compare(inp: dict, cmp: dict) -> None:
-    """Image A is the main image; B is uploaded or generated; Compare or a new B re-runs."""
+    """Image A is the main image; B is uploaded or generated. Compare, a new B, another filter
+    size k (after its channel list is refreshed) or another channel re-run it while there is a B;
+    the channel list listens on `select` (a pick fires it once; `input` fires twice)."""
     cmp["scene_b"].click(lambda seed: actions.make_scene(seed, 1.0)[0], [cmp["seed_b"]],
                          [cmp["image_b"]], api_visibility="private")
     cmp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["branch"], cmp["channel"]]
     cmp_out = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"]]
     cmp["run"].click(experiments.compare, cmp_in, cmp_out, api_name="compare", **HEAVY)
-    cmp["image_b"].change(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
-        experiments.compare, cmp_in, cmp_out, api_visibility="undocumented", **HEAVY)
+    branch = cmp["branch"].change(experiments.channel_picker,
+                                  [inp["model"], cmp["branch"], cmp["channel"]],
+                                  [cmp["channel"]], api_visibility="private", **HEAVY)
+    for event in (cmp["image_b"].change, branch.success, cmp["channel"].select):
+        event(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
+            experiments.compare, cmp_in, cmp_out, api_visibility="undocumented", **HEAVY)
 
 
 def wire_sweep(inp: dict, sw: dict, chain: Chain) -> None:

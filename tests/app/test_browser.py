@@ -137,3 +137,25 @@ def test_typing_an_opacity_redraws_the_overlay_at_once(page: Page, server, scene
                            ".map(i => i.src).join() !== before.join()", arg=before)
     after = overlay_sources(page)
     assert after[0] == before[0] and after[1:] != before[1:]  # same image, fainter class masks
+
+
+@pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])
+def test_compare_redraws_on_another_k_or_channel(page: Page, server, scene, photo, width, height):
+    page.set_viewport_size({"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server)
+    expect(page.locator("#model-info")).to_contain_text("loaded")
+    page.locator("#input-image input[type=file]").set_input_files(str(photo))
+    expect(page.locator("#overlay img").first).to_be_visible()
+    page.get_by_role("tab", name="Compare A/B").click()
+    page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))
+    pair = page.locator("#compare-pair")
+    expect(pair).to_contain_text(re.compile(r"k=3, channel \d+"))
+    page.get_by_label("5", exact=True).check()  # another filter size: no Compare click
+    expect(pair).to_contain_text(re.compile(r"k=5, channel \d+"))
+    picker = page.get_by_label("channel (most input-dependent first)")
+    picker.click()
+    option = page.locator("ul[role=listbox] li").nth(2)  # the third most input-dependent
+    channel = re.match(r"ch (\d+)", option.inner_text()).group(1)
+    option.click()
+    expect(pair).to_contain_text(f"k=5, channel {channel}:")
