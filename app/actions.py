@@ -18,10 +18,10 @@ from . import models, overlays
 from .analysis import X, alone_label, branch_name, margin_shares
 from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, pooling_grid
 from .filters import shared_range
-from .images import generate_scene
+from .images import generate_scene, read_mask
 from .metrics import iou, mean_iou, pixel_share
-from .runtime import (Segmented, channel_choices, gpu, image_file, ranking, see, segmentation,
-                      user_errors, valid_channel)
+from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, picture, ranking,
+                      see, segmentation, user_errors, valid_channel)
 
 NO_HIGHLIGHT = "(none)"
 FILTER_SIZES = (1, 3, 5, 7)  # the columns of the Branches tab (every published DMNet's sizes)
@@ -103,6 +103,19 @@ def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
     image, label = generate_scene(int(seed), float(object_scale))
     name = f"scene_{int(seed)}_x{float(object_scale):g}_mask"
     return image, image_file(label_png(label), SCENES, name, "png")  # two users, same seed
+
+
+def true_mask(key: str, image: str | None, truth: str | None) -> gr.Image:
+    """The true mask in the model's class colours, shown beside the input; hidden without one,
+    or when it cannot be read (the segmentation then says why, once)."""
+    if not image or not truth:
+        return gr.Image(value=None, visible=False)
+    try:
+        model = models.get_model(key)
+        mask = read_mask(truth, picture(model, image).image.shape[:2], model.preset.num_classes)
+    except USER_ERRORS:
+        return gr.Image(value=None, visible=False)
+    return gr.Image(value=overlays.colorize(mask, model.preset.palette), visible=True)
 
 
 def describe(seg: Segmented) -> str:

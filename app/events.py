@@ -46,6 +46,8 @@ class Chain:
 
         model, image = self.inp["model"], self.inp["image"]
         gate = event.success(actions.require_image, [image], None, **QUIET)
+        gate.success(actions.true_mask, [model, image, self.inp["truth"]],
+                     [self.inp["truth_view"]], api_visibility="private")
         segmented = gate.success(actions.segment, self.seg_in, self.seg_out, **HEAVY,
                                  **api("segment"))
         branched = segmented.success(actions.branches, [model, image, *self.channels],

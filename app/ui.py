@@ -112,6 +112,8 @@ def input_panel() -> dict:
                     "checkpoints on the server here (`DMNET_MAX_UPLOAD_MB` sets the limit).",
                     elem_classes="teach")
     image = image_input("Image", "input-image")
+    truth_view = gr.Image(label="true mask", visible=False,
+                          interactive=False, height=200, format="png", elem_id="true-mask")
     with gr.Accordion("True mask (optional: a PNG of class ids)", open=False):
         truth = gr.File(label="true mask", file_types=[".png"], type="filepath")
     notes = gr.Markdown(elem_id="input-notes")
@@ -128,7 +130,7 @@ def input_panel() -> dict:
         scene = gr.Button("Generate a scene", variant="secondary")
     gr.Markdown(text.INPUTS, elem_classes="teach")
     return dict(model=model, info=info, in_use=in_use, ckpt=ckpt, image=image, truth=truth,
-                notes=notes, seed=seed, scale=scale, scene=scene, examples=examples, stop=stop)
+                truth_view=truth_view, notes=notes, seed=seed, scale=scale, scene=scene, examples=examples, stop=stop)
 
 
 def segmentation_tab() -> dict:

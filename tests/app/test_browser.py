@@ -33,6 +33,7 @@ def test_example_overlay_and_the_four_branch_columns(app_page: Page, screenshots
     expect(legend).to_be_visible()
     expect(page.locator("#overlay img").first).to_be_visible()
     expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
+    expect(page.locator("#true-mask img")).to_be_visible()  # the example's mask, as an image
     page.screenshot(path=screenshots / "01_segmentation.png", full_page=True)
     legend.click()  # selecting a class in the legend highlights it
     expect(page.locator("#highlight input")).to_have_value("background")

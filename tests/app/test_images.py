@@ -303,3 +303,17 @@ print(pic.image.shape, (status("VmHWM") - before) // 1024)
                          cwd=Path(images.__file__).parents[1]).stdout.split()
     assert out[:3] == ["(392,", "392,", "3)"]  # 9000 / 23, rounded up
     assert int(out[3]) < 100, f"decoding took {out[3]} MB"
+
+
+def test_the_true_mask_is_shown_in_the_models_class_colours(demo_env, scene, tmp_path):
+    from app import actions, models
+
+    image, truth = scene
+    shown = actions.true_mask("demo", str(image), str(truth))
+    label = np.asarray(Image.open(truth))
+    palette = np.asarray(models.get_model("demo").preset.palette, np.uint8)
+    assert shown.visible  # the update's value, before the page's component encodes it
+    np.testing.assert_array_equal(shown.constructor_args["value"], palette[label])
+    assert not actions.true_mask("demo", str(image), None).visible
+    bad = save(tmp_path, "rgb_mask.png", np.zeros((*label.shape, 3), np.uint8))
+    assert not actions.true_mask("demo", str(image), str(bad)).visible  # /segment says why
