@@ -201,20 +201,31 @@ def test_resize(image: np.ndarray | Tensor, scale: tuple[int, int]) -> Tensor:
 
 
 @torch.inference_mode()
-def segment_image(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None = None,
-            scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
-    """mmseg's whole test pipeline for one uint8 RGB (H, W, 3) image: class scores (classes, H, W).
+def segment_images(model: torch.nn.Module, images: Sequence[np.ndarray | Tensor],
+                   mode: str | None = None, scales: Sequence[float] | None = None,
+                   flip: bool = False) -> Tensor:
+    """mmseg's whole test pipeline for uint8 RGB (H, W, 3) images of one size, run as one batch:
+    class scores (N, classes, H, W).
 
     Single scale: keep-ratio resize to the preset's test scale (as the configs' `Resize`), run
     `segment`, resize the scores back to the original size (mmseg's `postprocess_result`).
     With `scales`/`flip` (mmseg's TTA pipeline): scales are relative to the original image.
-    The image is resized as uint8 values (rounded), like mmcv's cv2 resize before normalization.
+    The images are resized as uint8 values (rounded), like mmcv's cv2 resize before
+    normalization, and each is normalized on its own before they are concatenated: the batch
+    keeps the memory layout (so the kernels, and the last bits) of one image.
     """
     preset = model.preset
-    t = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
-    h, w = t.shape[:2]
+    ts = [torch.from_numpy(np.ascontiguousarray(im)) if isinstance(im, np.ndarray) else im
+          for im in images]
+    h, w = ts[0].shape[:2]
     if scales is None and not flip:
-        t = test_resize(t, preset.test_scale)
-    x = normalize(t, preset.mean, preset.std).to(model.device)
+        ts = [test_resize(t, preset.test_scale) for t in ts]
+    x = torch.cat([normalize(t, preset.mean, preset.std) for t in ts]).to(model.device)
     scores = segment(model, x, mode=mode, scales=scales, flip=flip)
-    return resize(scores, (h, w), preset.align_corners)[0]
+    return resize(scores, (h, w), preset.align_corners)
+
+
+def segment_image(model: torch.nn.Module, image: np.ndarray | Tensor, mode: str | None = None,
+                  scales: Sequence[float] | None = None, flip: bool = False) -> Tensor:
+    """`segment_images` of one uint8 RGB (H, W, 3) image: class scores (classes, H, W)."""
+    return segment_images(model, [image], mode, scales, flip)[0]

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .fast import fast_precision, optimize
-from .inference import normalize, resize, segment, test_resize
+from .inference import segment_images
 from .presets import TTA_RATIOS
 
 try:
@@ -188,22 +188,6 @@ def batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 # --- prediction and outputs -----------------------------------------------------------------------
 
-@torch.inference_mode()
-def predict_batch(model: torch.nn.Module, images: Sequence[np.ndarray], mode: str | None,
-                  scales: Sequence[float] | None, flip: bool) -> Tensor:
-    """`dmnet.segment_image` on images of one size at once: scores (N, classes, H, W)."""
-    preset = model.preset
-    h, w = images[0].shape[:2]
-    batch = [torch.from_numpy(np.ascontiguousarray(im)) for im in images]
-    if scales is None and not flip:
-        batch = [test_resize(t, preset.test_scale) for t in batch]
-    # One by one, as in `dmnet.segment_image`: each keeps the memory layout (so the kernels) it
-    # has there.
-    x = torch.cat([normalize(t, preset.mean, preset.std) for t in batch]).to(model.device)
-    scores = segment(model, x, mode=mode, scales=scales, flip=flip)
-    return resize(scores, (h, w), preset.align_corners)
-
-
 def write_outputs(out: Path, item: Item, scores: Tensor, palette: Sequence[Sequence[int]],
                   logits: bool) -> None:
     """masks/NAME.png (palette PNG of class ids), overlays/NAME.jpg, logits/NAME.npy."""
@@ -225,8 +209,8 @@ def write_outputs(out: Path, item: Item, scores: Tensor, palette: Sequence[Seque
 def agreement(model: torch.nn.Module, fast: torch.nn.Module, images: Sequence[np.ndarray],
               mode: str | None, scales: Sequence[float] | None, flip: bool) -> tuple[Tensor, float]:
     """(the fast model's scores, the share of their argmax pixels equal to the model's)."""
-    reference = predict_batch(model, images, mode, scales, flip).argmax(1)
-    scores = predict_batch(fast, images, mode, scales, flip)
+    reference = segment_images(model, images, mode, scales, flip).argmax(1)
+    scores = segment_images(fast, images, mode, scales, flip)
     return scores, (scores.argmax(1) == reference).float().mean().item()
 
 
@@ -294,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tqdm.write(f"--fast: {100 * agree:.2f}% of the first batch's pixels get the "
                            "class fp32 gives", file=sys.stderr)
             else:
-                scores = predict_batch(runner, images, args.mode, scales, flip)
+                scores = segment_images(runner, images, args.mode, scales, flip)
             for item, item_scores in zip(batch, scores):
                 write_outputs(args.out, item, item_scores, model.preset.palette, args.logits)
             written += len(batch)
