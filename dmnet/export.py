@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from .checkpoint import load_checkpoint
-from .heads import DCM, DCMOutput, even_aware_padding
+from .heads import DCM, even_aware_padding
 from .model import DMNet, build_model
 
 OPSET = 18  # torch.onnx's own: the oldest it writes (older ones fail to convert)
@@ -77,30 +77,29 @@ def shifted_depthwise_conv(x: Tensor, filters: Tensor) -> Tensor:
     return functools.reduce(operator.add, terms)
 
 
-class ExportableDCM(nn.Module):
-    """A DCM (its own modules, weights shared) whose pooling and dynamic conv export."""
+class ExportableDCM(DCM):
+    """A DCM whose pooling and dynamic conv export (DCM.forward with them in place)."""
 
-    def __init__(self, dcm: DCM) -> None:
-        super().__init__()
-        self.dcm = dcm
-        self.filter_size = dcm.filter_size
+    def pool(self, x: Tensor) -> Tensor:
+        return adaptive_avg_pool(x, self.filter_size)
 
-    def forward(self, x: Tensor) -> DCMOutput:
-        # DCM.forward with adaptive_avg_pool and shifted_depthwise_conv for the eager ops.
-        d = self.dcm
-        filters = d.filter_gen_conv(adaptive_avg_pool(x, self.filter_size))
-        reduced = d.input_redu_conv(x)
-        out = d.activate(d.norm(shifted_depthwise_conv(reduced, filters)))
-        if d.fusion_conv is not None:
-            out = d.fusion_conv(out)
-        return DCMOutput(filters, reduced, out)
+    def convolve(self, x: Tensor, filters: Tensor) -> Tensor:
+        return shifted_depthwise_conv(x, filters)
+
+    @classmethod
+    def of(cls, dcm: DCM) -> "ExportableDCM":
+        """The same module (weights copied) with the exportable ops."""
+        out = cls(dcm.filter_size, dcm.fusion_conv is not None,
+                  dcm.filter_gen_conv.in_channels, dcm.filter_gen_conv.out_channels)
+        out.load_state_dict(dcm.state_dict(), strict=True)
+        return out.to(dcm.filter_gen_conv.weight.device).eval()
 
 
 def exportable(model: DMNet) -> DMNet:
     """A copy of `model`, in eval mode, whose DCMs are `ExportableDCM`s."""
     out = copy.deepcopy(model).eval()
     head = out.decode_head
-    head.dcm_modules = nn.ModuleList(ExportableDCM(m) for m in head.dcm_modules)
+    head.dcm_modules = nn.ModuleList(ExportableDCM.of(m) for m in head.dcm_modules)
     return out
 
 

@@ -76,10 +76,18 @@ class DCM(nn.Module):
         self.activate = nn.ReLU()
         self.fusion_conv = ConvModule(channels, channels, 1) if fusion else None
 
+    def pool(self, x: Tensor) -> Tensor:
+        """The input pooled to k x k (the filter generator's input)."""
+        return F.adaptive_avg_pool2d(x, self.filter_size)
+
+    def convolve(self, x: Tensor, filters: Tensor) -> Tensor:
+        """Each sample's channels convolved with its own generated filters."""
+        return dynamic_depthwise_conv(x, filters)
+
     def forward(self, x: Tensor) -> DCMOutput:
-        filters = self.filter_gen_conv(F.adaptive_avg_pool2d(x, self.filter_size))
+        filters = self.filter_gen_conv(self.pool(x))
         reduced = self.input_redu_conv(x)
-        out = self.activate(self.norm(dynamic_depthwise_conv(reduced, filters)))
+        out = self.activate(self.norm(self.convolve(reduced, filters)))
         if self.fusion_conv is not None:
             out = self.fusion_conv(out)
         return DCMOutput(filters, reduced, out)
