@@ -107,6 +107,7 @@ def test_a_failed_pick_shows_one_message_and_goes_back_to_the_model_in_use(
     info = page.locator("#model-info")
     expect(info).to_contain_text("loaded")
     picker = page.get_by_label("Model")
+    expect(picker).to_have_value(re.compile(r"^demo: .* · loaded$"))  # the picker has settled
     in_use = picker.input_value()
     picker.click()
     page.locator("ul[role=listbox] li").filter(has_text="local: broken.pth").click()
