@@ -33,6 +33,14 @@ DATASETS["multiscale_shapes"] = (
     ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
      (145, 30, 180)),
 )
+# ContextShapes (training/data/context.py): a shape's class is its shape and the ground it lies
+# on; each shape's two classes share a hue (dark on stripes, light on checks).
+DATASETS["context_shapes"] = (
+    ("background", "disk on stripes", "disk on checks", "square on stripes", "square on checks",
+     "triangle on stripes", "triangle on checks"),
+    ((0, 0, 0), (200, 20, 60), (255, 150, 180), (30, 140, 50), (150, 235, 140), (20, 80, 200),
+     (120, 200, 255)),
+)
 
 
 @dataclass(frozen=True)
@@ -198,11 +206,18 @@ SMALL = Preset(
     head_channels=64, aux_channels=32,
 )
 
+# The demo model: SMALL's network and recipe on ContextShapes, whose classes need context at each
+# scene's own object size (see training/data/context.py and assets/README.md).
+CONTEXT = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_context-128x128",
+                              dataset="context_shapes", classes=(), palette=(),
+                              schedule=dataclasses.replace(SMALL.schedule, max_iters=6000))
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     *(_official(*row) for row in _OFFICIAL),
     *(Preset(name=name, depth=depth, schedule=sched, **data) for name, depth, sched, data
       in _EXTRA),
     SMALL,
+    CONTEXT,
 ]}
 ALIASES: dict[str, str] = {p.v0_name: p.name for p in PRESETS.values() if p.v0_name}
 

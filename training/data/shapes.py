@@ -51,15 +51,18 @@ STRIPES, CHECKS = range(2)
 UPRIGHT = {"triangle": -math.pi / 2, "star": -math.pi / 2, "square": math.pi / 4}
 
 
-def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
+                kind: int | None = None) -> np.ndarray:
     """(h, w, 3) float colours: stripes or checks (period 4-12 px, any angle) blending two
-    uniform random colours at least 80 apart (RGB distance), so the texture always shows."""
+    uniform random colours at least 80 apart (RGB distance), so the texture always shows.
+    `kind` (STRIPES or CHECKS) is drawn at random unless given."""
     a, b = rng.uniform(0, 255, size=(2, 3))
     for _ in range(10):
         if np.linalg.norm(a - b) >= 80:
             break
         a, b = rng.uniform(0, 255, size=(2, 3))
-    kind = rng.integers(2)
+    drawn = rng.integers(2)  # drawn even when given: the same stream either way
+    kind = drawn if kind is None else kind
     theta = rng.uniform(0, math.pi)
     t = xx * math.cos(theta) + yy * math.sin(theta)
     period = math.exp(rng.uniform(math.log(4), math.log(12)))
