@@ -14,11 +14,13 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from dmnet.presets import DATASETS
+
 from . import models, overlays
 from .analysis import X, alone_label, branch_name, margin_shares
 from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, pooling_grid
 from .filters import shared_range
-from .images import generate_scene, read_mask
+from .images import SCENE_DATASET, generate_scene, read_mask
 from .metrics import iou, mean_iou, pixel_share
 from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, picture, ranking,
                       see, segmentation, user_errors, valid_channel)
@@ -97,12 +99,13 @@ def require_image(path: str | None) -> None:
 
 @user_errors
 def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
-    """A MultiScaleShapes scene and its true mask (a palette PNG of class ids)."""
+    """A scene of the demo model's data and its true mask (a palette PNG of class ids)."""
     from training.data.shapes import label_png  # the dataset's own mask writer
 
     image, label = generate_scene(int(seed), float(object_scale))
     name = f"scene_{int(seed)}_x{float(object_scale):g}_mask"
-    return image, image_file(label_png(label), SCENES, name, "png")  # two users, same seed
+    mask = label_png(label, DATASETS[SCENE_DATASET][1])
+    return image, image_file(mask, SCENES, name, "png")  # two users, same seed
 
 
 def true_mask(key: str, image: str | None, truth: str | None) -> gr.Image:

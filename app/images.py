@@ -6,7 +6,7 @@ Given the model's preset it decodes a large file no larger than needed (JPEG dra
 `Image.reduce`); `fit_to_test_scale` then downscales images larger than the model's test scale
 (mmseg's keep-ratio `Resize` would shrink them anyway), to at least 1 px a side; `model_input` is
 the test pipeline's resize of `dmnet.segment_image`.
-`generate_scene` draws a MultiScaleShapes scene (training/data/shapes.py) with its true mask.
+`generate_scene` draws a synthetic scene (training/data/context.py by default) with its true mask.
 """
 
 from __future__ import annotations
@@ -300,19 +300,24 @@ def image_key(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def generate_scene(seed: int, object_scale: float,
-                   size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A MultiScaleShapes scene and its true mask, (size, size, 3) uint8 and (size, size) uint8.
+SCENE_DATASET = "context_shapes"  # the demo model's training data: what "Generate a scene" draws
+
+
+def generate_scene(seed: int, object_scale: float, size: int | None = None,
+                   dataset: str = SCENE_DATASET) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic scene (`dataset`: ContextShapes by default, or MultiScaleShapes) and its true
+    mask, (size, size, 3) uint8 and (size, size) uint8.
 
     `object_scale` zooms the scene: it is rendered at size / object_scale pixels and resized to
     `size`, so every object appears `object_scale` times larger (smaller below 1). The default
     size is that of the demo model's training scenes (`training.data.shapes.SIZE`).
     """
-    from training.data.shapes import SIZE, render  # the training data's own generator
+    from training.data import SCENES  # the training data's own generators
+    from training.data.shapes import SIZE
 
     size = size or SIZE
     side = max(64, round(size / object_scale))
-    sample = render(int(seed), 0, side)
+    sample = SCENES[dataset](int(seed), 0, side)
     if side == size:
         return sample.image, sample.label
     image = Image.fromarray(sample.image).resize((size, size), Image.Resampling.BILINEAR)

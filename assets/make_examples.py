@@ -2,9 +2,10 @@
 
     python -m assets.make_examples              # from the project root
 
-- `shapes_<i>.png` + `shapes_<i>_mask.png`: MultiScaleShapes scenes (training/data/shapes.py) at
+- `context_<i>.png` + `context_<i>_mask.png`: ContextShapes scenes (training/data/context.py) at
   the demo model's 128 px (training.data.shapes.SIZE), from a seed of their own (not the
-  validation stream), with their true masks, for the bundled demo checkpoint.
+  validation stream), with their true masks, for the bundled demo checkpoint: large objects on
+  two grounds, small objects of all six classes, medium objects on two grounds.
 - `<name>.jpg`: photographs bundled with scikit-image, free to use (public domain or CC0, as
   skimage.data documents them), for the official Cityscapes / ADE20K checkpoints.
 """
@@ -17,10 +18,12 @@ from pathlib import Path
 import skimage.data
 from PIL import Image
 
-from training.data.shapes import SIZE, label_png, render
+from dmnet.presets import DATASETS
+from training.data.context import render_context
+from training.data.shapes import SIZE, label_png
 
 SCENE_SEED = 2019  # the paper's year; not a training (0) or validation (1) stream
-SCENES = (1, 8, 11)  # indices with every class and objects from tiny to large, picked by looking
+SCENES = (11, 14, 6)  # large / small / medium objects, 5-6 classes each, picked by looking
 PHOTOS = {  # skimage.data name -> licence, as its docstring states
     "astronaut": "public domain (NASA)",
     "coffee": "CC0 (Rachel Michetti)",
@@ -34,9 +37,10 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for n, index in enumerate(SCENES, start=1):
-        sample = render(SCENE_SEED, index, SIZE)
-        Image.fromarray(sample.image).save(args.out / f"shapes_{n}.png")
-        label_png(sample.label).save(args.out / f"shapes_{n}_mask.png")
+        sample = render_context(SCENE_SEED, index, SIZE)
+        Image.fromarray(sample.image).save(args.out / f"context_{n}.png")
+        label_png(sample.label, DATASETS["context_shapes"][1]).save(
+            args.out / f"context_{n}_mask.png")
     for name in PHOTOS:
         Image.fromarray(getattr(skimage.data, name)()).save(args.out / f"{name}.jpg", quality=90)
     print(f"wrote {len(SCENES)} scenes with masks and {len(PHOTOS)} photographs to {args.out}")

@@ -1,11 +1,12 @@
-"""The colour-only baseline of MultiScaleShapes: the best per-pixel classifier that sees colour.
+"""The colour-only baseline of a synthetic dataset: the best per-pixel classifier that sees colour.
 
 A lookup table from quantized RGB (16 levels per channel) to the class most often seen with that
 colour on the training images: the Bayes-optimal per-pixel colour classifier up to quantization.
-Its mIoU shows how much of the task colour alone solves; on MultiScaleShapes it should be about
-that of predicting "background" everywhere, far below a model that sees shape and scale.
+Its mIoU shows how much of the task colour alone solves; on MultiScaleShapes and ContextShapes it
+should be about that of predicting "background" everywhere, far below a model that sees shape,
+scale and context.
 
-    python -m training.baseline --train 200 --val 100
+    python -m training.baseline --train 200 --val 100 --dataset context_shapes
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from dmnet.presets import DATASETS
 
-from .data import MultiScaleShapes
+from .data import SYNTHETIC, MultiScaleShapes
 from .data.shapes import SIZE, SizeBuckets
 from .evaluate import Metrics, confusion_matrix, format_table, summarize
 
@@ -58,12 +59,12 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=200, help="images to fit the table on")
     parser.add_argument("--val", type=int, default=500, help="validation images")
     parser.add_argument("--size", type=int, default=SIZE)
+    parser.add_argument("--dataset", choices=sorted(SYNTHETIC), default="context_shapes")
     args = parser.parse_args()
-    classes = DATASETS["multiscale_shapes"][0]
-    table = fit(MultiScaleShapes("train", size=args.size), args.train, len(classes))
-    metrics, buckets = evaluate_table(table, MultiScaleShapes("val", size=args.size), args.val,
-                                      classes)
-    print(f"colour-only baseline ({args.train} train / {args.val} val images)\n")
+    classes, data = DATASETS[args.dataset][0], SYNTHETIC[args.dataset]
+    table = fit(data("train", size=args.size), args.train, len(classes))
+    metrics, buckets = evaluate_table(table, data("val", size=args.size), args.val, classes)
+    print(f"colour-only baseline of {args.dataset} ({args.train} train / {args.val} val images)\n")
     print(format_table(metrics, buckets))
 
 

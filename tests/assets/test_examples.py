@@ -7,7 +7,8 @@ from PIL import Image
 
 from app.images import list_examples, read_mask
 from assets.make_examples import PHOTOS, SCENE_SEED, SCENES
-from training.data.shapes import SIZE, render
+from training.data.context import render_context
+from training.data.shapes import SIZE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_committed_examples_are_what_the_script_makes():
     rows = dict(list_examples(ROOT / "assets" / "examples"))
     for n, index in enumerate(SCENES, start=1):
-        sample = render(SCENE_SEED, index, SIZE)
-        image = ROOT / "assets" / "examples" / f"shapes_{n}.png"
+        sample = render_context(SCENE_SEED, index, SIZE)
+        image = ROOT / "assets" / "examples" / f"context_{n}.png"
         np.testing.assert_array_equal(np.asarray(Image.open(image)), sample.image)
         mask = rows[str(image)]  # the app pairs it with its true mask
         np.testing.assert_array_equal(read_mask(mask, (SIZE, SIZE), 7), sample.label)

@@ -1,19 +1,23 @@
-"""Datasets: the four benchmarks in their standard layouts, and MultiScaleShapes."""
+"""Datasets: the four benchmarks in their standard layouts, and the synthetic MultiScaleShapes and
+ContextShapes (generated on the fly)."""
 
 from .folders import SPECS, DatasetError, SegFolder
-from .context import ContextShapes
-from .shapes import MultiScaleShapes
+from .context import ContextShapes, render_context
+from .shapes import MultiScaleShapes, render
 
-__all__ = ["SPECS", "ContextShapes", "DatasetError", "MultiScaleShapes", "SegFolder", "build_dataset"]
+__all__ = ["SCENES", "SPECS", "ContextShapes", "DatasetError", "MultiScaleShapes", "SegFolder",
+           "build_dataset"]
+SYNTHETIC = {"multiscale_shapes": MultiScaleShapes, "context_shapes": ContextShapes}
+# The synthetic datasets' scene renderers: (seed, index, size) -> ShapesSample.
+SCENES = {"multiscale_shapes": render, "context_shapes": render_context}
 
 
 def build_dataset(dataset: str, split: str, root: str | None):
-    """The `split` of `Preset.dataset` under `root`. MultiScaleShapes is generated on the fly
+    """The `split` of `Preset.dataset` under `root`. A synthetic dataset is generated on the fly
     without a root, and read from its exported folder layout with one."""
-    synthetic = {"multiscale_shapes": MultiScaleShapes, "context_shapes": ContextShapes}
-    if dataset in synthetic:
+    if dataset in SYNTHETIC:
         if root is None:
-            return synthetic[dataset](split)  # its own scene size, like a real dataset's images
+            return SYNTHETIC[dataset](split)  # its own scene size, like a real dataset's images
         return SegFolder(root, "folder", split)
     if root is None:
         raise DatasetError(f"--data-root is required for {SPECS[dataset].title}")

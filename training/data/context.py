@@ -1,6 +1,7 @@
 """ContextShapes: synthetic scenes where a pixel's class needs context at the image's own scale.
 
-The demo model's data (`python -m training.data.context export ...` writes it as a folder).
+The demo model's data (`python -m training.data.shapes export DIR --dataset context_shapes`
+writes it as a folder).
 Three shapes (disk, square, triangle) and two kinds of ground (stripes, checks) make six classes:
 "disk on stripes", "disk on checks", ... An object's class is its shape *and* the ground it lies
 on, so no local window labels it:
@@ -113,7 +114,7 @@ def render_context(seed: int, index: int, size: int = SIZE) -> ShapesSample:
         instances[y0:y1, x0:x1][inside] = len(placed)
     image += rng.normal(0, 6, image.shape)
     return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances,
-                        [2 * r for _, _, r in placed])
+                        [2 * r for _, _, r in placed], kinds)
 
 
 class ContextShapes(MultiScaleShapes):

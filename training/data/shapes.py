@@ -13,6 +13,7 @@ Everything is deterministic from (seed, split, index) and generated on the fly; 
 the standard folder layout (images/, annotations/, classes.json) that `SegFolder("folder")` reads.
 
     python -m training.data.shapes export data/shapes --train 2000 --val 500 --size 128
+    python -m training.data.shapes export data/context --dataset context_shapes  # ContextShapes
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ShapesSample:
     label: np.ndarray  # (H, W) uint8 class ids
     instances: np.ndarray  # (H, W) uint8 object ids, 0 = background; object k is sizes[k - 1]
     sizes: list[float]  # circumscribed diameter of each object, px
+    grounds: np.ndarray | None = None  # (H, W) uint8 STRIPES/CHECKS per pixel (ContextShapes)
 
 
 STRIPES, CHECKS = range(2)
@@ -207,28 +209,34 @@ class SizeBuckets:
                 for b, s in self.stats.items()}
 
 
-def label_png(label: np.ndarray) -> Image.Image:
+def label_png(label: np.ndarray, palette=PALETTE) -> Image.Image:
     """A (H, W) uint8 label map as a palette PNG image: class ids as pixel values, the dataset's
-    colours as the palette (what SegFolder and the app read back as class ids)."""
+    colours (`palette`, RGB per class) as the palette (what SegFolder and the app read back as
+    class ids)."""
     mask = Image.fromarray(label, mode="P")
-    mask.putpalette([c for rgb in PALETTE for c in rgb])
+    mask.putpalette([c for rgb in palette for c in rgb])
     return mask
 
 
-def export(out: Path, train: int, val: int, size: int = SIZE, seed: int = 0) -> None:
+def export(out: Path, train: int, val: int, size: int = SIZE, seed: int = 0,
+           dataset: str = "multiscale_shapes") -> None:
     """Write images/<split>/*.png, annotations/<split>/*.png (palette PNGs of class ids) and
-    classes.json: the folder layout `SegFolder("folder")` reads. (Size-bucket metrics need the
-    object sizes, so they are computed on the on-the-fly dataset.)"""
+    classes.json: the folder layout `SegFolder("folder")` reads, for one of the synthetic
+    datasets (training.data.SYNTHETIC). (Size-bucket metrics need the object sizes, so they are
+    computed on the on-the-fly dataset.)"""
+    from . import SYNTHETIC  # the package imports this module
+
+    classes, palette = DATASETS[dataset]
     for split, n in (("train", train), ("val", val)):
-        data = MultiScaleShapes(split, n, size, seed)
+        data = SYNTHETIC[dataset](split, n, size, seed)
         for sub in ("images", "annotations"):
             (out / sub / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             s, stem = data.sample(i), f"{i:06d}"
             Image.fromarray(s.image).save(out / "images" / split / f"{stem}.png")
-            label_png(s.label).save(out / "annotations" / split / f"{stem}.png")
-    meta = {"classes": list(CLASSES), "palette": [list(c) for c in PALETTE],
-            "dataset": "multiscale_shapes", "size": size, "seed": seed}
+            label_png(s.label, palette).save(out / "annotations" / split / f"{stem}.png")
+    meta = {"classes": list(classes), "palette": [list(c) for c in palette],
+            "dataset": dataset, "size": size, "seed": seed}
     (out / "classes.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -241,8 +249,10 @@ def main() -> None:
     ex.add_argument("--val", type=int, default=500)
     ex.add_argument("--size", type=int, default=SIZE)
     ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--dataset", choices=["multiscale_shapes", "context_shapes"],
+                    default="multiscale_shapes")
     args = parser.parse_args()
-    export(args.out, args.train, args.val, args.size, args.seed)
+    export(args.out, args.train, args.val, args.size, args.seed, args.dataset)
     print(f"wrote {args.train} train and {args.val} val images to {args.out}")
 
 
