@@ -4,8 +4,8 @@
 
 - `context_<i>.png` + `context_<i>_mask.png`: ContextShapes scenes (training/data/context.py) at
   the demo model's 128 px (training.data.shapes.SIZE), from a seed of their own (not the
-  validation stream), with their true masks, for the bundled demo checkpoint: large objects on
-  two grounds, small objects of all six classes, medium objects on two grounds.
+  validation stream), with their true masks, for the bundled demo checkpoint: large and small
+  objects, in a striped and in a checked frame.
 - `<name>.jpg`: photographs bundled with scikit-image, free to use (public domain or CC0, as
   skimage.data documents them), for the official Cityscapes / ADE20K checkpoints.
 """
@@ -23,7 +23,7 @@ from training.data.context import render_context
 from training.data.shapes import SIZE, label_png
 
 SCENE_SEED = 2019  # the paper's year; not a training (0) or validation (1) stream
-SCENES = (11, 14, 6)  # large / small / medium objects, 5-6 classes each, picked by looking
+SCENES = (7, 13, 14, 0)  # striped / checked frame, larger / smaller objects: picked by looking
 PHOTOS = {  # skimage.data name -> licence, as its docstring states
     "astronaut": "public domain (NASA)",
     "coffee": "CC0 (Rachel Michetti)",

@@ -33,11 +33,11 @@ DATASETS["multiscale_shapes"] = (
     ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
      (145, 30, 180)),
 )
-# ContextShapes (training/data/context.py): a shape's class is its shape and the ground it lies
-# on; each shape's two classes share a hue (dark on stripes, light on checks).
+# ContextShapes (training/data/context.py): a shape's class is its shape and the picture's frame;
+# each shape's two classes share a hue (dark: striped frame, light: checked frame).
 DATASETS["context_shapes"] = (
-    ("background", "disk on stripes", "disk on checks", "square on stripes", "square on checks",
-     "triangle on stripes", "triangle on checks"),
+    ("background", "disk, striped frame", "disk, checked frame", "square, striped frame",
+     "square, checked frame", "triangle, striped frame", "triangle, checked frame"),
     ((0, 0, 0), (200, 20, 60), (255, 150, 180), (30, 140, 50), (150, 235, 140), (20, 80, 200),
      (120, 200, 255)),
 )

@@ -1,6 +1,6 @@
 """Do the dynamic multi-scale filters matter? mIoU of a trained DMNet under ablations.
 
-    python -m training.ablation assets/demo/dmnet_r18-d8_shapes.pth          # MultiScaleShapes
+    python -m training.ablation assets/demo/dmnet_r18-d8_context.pth         # ContextShapes
     python -m training.ablation CKPT --data-root data/cityscapes --limit 100
 
 Each variant is evaluated exactly like `training.evaluate` (same test pipeline and metrics):
@@ -129,7 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="mIoU of a DMNet with branches removed and with "
                                                  "static (mean) filters.")
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data-root", help="the dataset's folder (none: MultiScaleShapes)")
+    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
+                                            "generated on the fly)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, help="the first N images only")
     parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.ablation.json)")
@@ -141,7 +142,7 @@ def main() -> None:
     rows = ablate(model, data, args.limit, progress=True)
     n = min(len(data), args.limit or len(data))
     print(f"{p.name} on {n} {args.split} images"
-          f"{' (MultiScaleShapes)' if isinstance(data, MultiScaleShapes) else ''}\n")
+          f"{f' ({type(data).__name__})' if isinstance(data, MultiScaleShapes) else ''}\n")
     print(format_rows(rows))
     out = args.out or args.checkpoint.with_suffix(".ablation.json")
     out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "preset": p.name,

@@ -1,6 +1,6 @@
 """mIoU / mAcc / aAcc like mmsegmentation's IoUMetric, in whole, slide and multi-scale+flip modes.
 
-    python -m training.evaluate work_dirs/shapes/iter_7000.pth               # MultiScaleShapes
+    python -m training.evaluate work_dirs/context/iter_6000.pth              # ContextShapes
     python -m training.evaluate CKPT --data-root data/cityscapes [--mode slide] [--aug-test]
 
 Prints a per-class table and writes the numbers as JSON (default: next to the checkpoint).
@@ -75,7 +75,7 @@ def evaluate(model: DMNet, data: Dataset, mode: str | None = None, aug_test: boo
     Each image goes through mmseg's test pipeline (`dmnet.segment_image`: keep-ratio Resize to the
     preset's test scale, or with --aug-test the dmnet.TTA_RATIOS of the original image + flip as
     mmseg 1.x's TTA; scores resized back to the label's size) and is argmaxed. On
-    MultiScaleShapes, also returns per-object-size metrics (`SizeBuckets`).
+    MultiScaleShapes or ContextShapes, also returns per-object-size metrics (`SizeBuckets`).
     """
     preset = model.preset
     n = min(len(data), limit or len(data))
@@ -121,7 +121,8 @@ def checkpoint_and_data(checkpoint: Path, data_root: str | None, split: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description="Evaluate a DMNet checkpoint (mIoU, mAcc, aAcc).")
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data-root", help="the dataset's folder (none: MultiScaleShapes)")
+    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
+                                            "generated on the fly)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--mode", choices=["whole", "slide"], help="default: the preset's")
     parser.add_argument("--aug-test", action="store_true", help="multi-scale (0.5-1.75) + flip")

@@ -1,11 +1,11 @@
-"""ContextShapes: a class is a shape and its ground; one object size per scene."""
+"""ContextShapes: a class is a shape and the picture's frame; one object size per scene."""
 
 import numpy as np
 
 from dmnet.presets import DATASETS, PRESETS
 from training import baseline
 from training.data import SCENES, ContextShapes, SegFolder, build_dataset
-from training.data.context import CLASSES, GROUNDS, SCALE_PX, SPREAD, render_context
+from training.data.context import CLASSES, FRAME, SCALE_PX, SPREAD, WORLDS, render_context
 from training.data.shapes import SIZE, export
 
 
@@ -21,33 +21,40 @@ def test_deterministic_and_its_own_stream():
     assert PRESETS["dmnet_r18w32-d8_1xb8-6k_context-128x128"].classes == CLASSES
 
 
-def test_an_objects_class_names_the_ground_it_lies_on():
-    seen = set()
+def test_an_objects_class_names_the_frame():
+    seen, worlds = set(), set()
     for i in range(60):
         s = render_context(0, i)
+        worlds.add(s.world)
+        band = s.label[:FRAME], s.label[-FRAME:], s.label[:, :FRAME], s.label[:, -FRAME:]
+        assert not any(b.any() for b in band)  # objects lie inside the frame
         for k in np.unique(s.instances)[1:]:
-            sel = s.instances == k
-            classes = np.unique(s.label[sel])
+            classes = np.unique(s.label[s.instances == k])
             assert len(classes) == 1  # an object is one class
-            grounds = np.unique(s.grounds[sel])
-            assert len(grounds) == 1  # wholly on one ground: objects never cross the line
             name = CLASSES[int(classes[0])]
-            assert name.endswith(f" on {GROUNDS[int(grounds[0])]}")
+            assert name.endswith(f", {WORLDS[s.world]} frame")
             seen.add(name)
-    assert seen == set(CLASSES[1:])
+    assert seen == set(CLASSES[1:]) and worlds == set(WORLDS)
+
+
+def test_the_frame_is_far_from_the_middle_and_the_only_cue():
+    # Inside the frame nothing is textured (a smooth gradient and flat objects): the world shows
+    # only in the frame, which is farther from the middle than a 7x7 filter reaches.
+    a = render_context(0, 5)
+    inner = (slice(FRAME, -FRAME), slice(FRAME, -FRAME))
+    assert a.image[inner].std(axis=(0, 1)).max() < 80  # a smooth gradient, flat objects
+    centre = SIZE // 2 - FRAME  # px from the middle to the frame
+    assert centre / 8 > 7 / 2  # at 1/8 resolution, beyond a 7x7 filter's reach
 
 
 def test_object_size_varies_between_scenes_not_within():
-    medians, spreads, splits = [], [], 0
+    medians, spreads = [], []
     for i in range(80):
-        s = render_context(1, i)
-        sizes = np.array(s.sizes)
+        sizes = np.array(render_context(1, i).sizes)
         medians.append(np.median(sizes))
         spreads.append(sizes.max() / sizes.min())
-        splits += len(np.unique(s.grounds)) == 2
     assert max(spreads) <= np.exp(2 * SPREAD) + 1e-6
     assert min(medians) < 1.5 * SCALE_PX[0] and max(medians) > SCALE_PX[1] / 1.5
-    assert 20 < splits < 70  # two different grounds in about half the scenes
 
 
 def test_colour_alone_does_not_tell_the_classes():

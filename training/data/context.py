@@ -1,26 +1,24 @@
-"""ContextShapes: synthetic scenes where a pixel's class needs context at the image's own scale.
+"""ContextShapes: synthetic scenes where a pixel's class depends on something far away.
 
 The demo model's data (`python -m training.data.shapes export DIR --dataset context_shapes`
-writes it as a folder).
-Three shapes (disk, square, triangle) and two kinds of ground (stripes, checks) make six classes:
-"disk on stripes", "disk on checks", ... An object's class is its shape *and* the ground it lies
-on, so no local window labels it:
+writes it as a folder). Each scene is a picture in a frame: a band around the border (12 px of
+128) of stripes or of checks, the scene's "world". Inside the frame, over a smooth two-colour
+gradient, lie disks, squares and triangles. Three shapes in two worlds make six classes, "disk,
+striped frame", "disk, checked frame", ...: an object's class is its shape *and* the frame.
 
-- the shape shows only at the object's own size, and
-- the ground shows only beyond the object's edge: from a pixel inside a large object it is as far
-  away as the object is big.
+- The shape shows only at the object's own size; each scene draws one object size for all its
+  objects (log-uniform 10-40 px, each object within x0.74-1.35 of it, as many objects as cover
+  about a third of the picture), so the right filter size changes from image to image.
+- The frame never shows near the objects: from the middle of the picture it is 40-50 px away,
+  beyond any 7x7 filter at 1/8 resolution. What labels a pixel there is a property of the whole
+  image, the same for every pixel of it and different from image to image: what a fixed (static)
+  filter cannot carry and an input-dependent one can. DMNet's DCMs pool the whole image (k=1:
+  one cell, k=3: a 3x3 grid, ...) and generate their filters from it; averaged over many images
+  those filters forget the frame (`python -m training.ablation`, "static filters").
 
-Both distances change from image to image. Each scene draws one object size for all its objects
-(log-uniform 10-48 px in a 128 px scene, each object within x0.74-1.35 of it, as many objects as
-cover about a third of the image), so the context that labels a pixel is a few pixels wide in one
-image and half the image in the next: what a fixed (static) filter cannot follow and an
-input-dependent one can. Two scenes in three are split by a straight line into two grounds (of
-the other kind in 70% of splits), so the right context also differs from place to place within
-an image, and the one global average (k=1) is not enough; objects never cross the line.
-
-Colours carry no class (every fill and every ground colour is uniform random, as in
-MultiScaleShapes), objects are flat, upright, whole and do not touch. Everything is deterministic
-from (seed, split, index).
+Colours carry no class (every fill, gradient and frame colour is uniform random, as in
+MultiScaleShapes); objects are flat, upright, whole, inside the frame and do not touch.
+Everything is deterministic from (seed, split, index).
 """
 
 from __future__ import annotations
@@ -36,66 +34,56 @@ from .shapes import (CHECKS, STRIPES, UPRIGHT, MultiScaleShapes, ShapesSample, _
 
 CLASSES, PALETTE = DATASETS["context_shapes"]
 SHAPES = ("disk", "square", "triangle")
-GROUNDS = {STRIPES: "stripes", CHECKS: "checks"}
+WORLDS = {STRIPES: "striped", CHECKS: "checked"}
 SIZE = 128
-SCALE_PX = (10.0, 48.0)  # the scene's object size (circumscribed diameter), log-uniform
+FRAME = 12  # frame band width at 128 px
+SCALE_PX = (10.0, 40.0)  # the scene's object size (circumscribed diameter), log-uniform
 SPREAD = 0.3  # each object's diameter: scene size x exp(U(-SPREAD, SPREAD))
-COVER = 0.33  # objects drawn: as many as cover about this share of the image
-SPLIT_P, OTHER_KIND_P = 2 / 3, 0.7
+COVER = 0.33  # objects drawn: as many as cover about this share of the picture
 
 
-def class_id(shape: str, ground: int) -> int:
-    """The class of `shape` on ground `ground` (STRIPES or CHECKS)."""
-    return CLASSES.index(f"{shape} on {GROUNDS[ground]}")
+def class_id(shape: str, world: int) -> int:
+    """The class of `shape` in a picture whose frame is `world` (STRIPES or CHECKS)."""
+    return CLASSES.index(f"{shape}, {WORLDS[world]} frame")
 
 
-def _grounds(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: int
-             ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float] | None]:
-    """(image, kind map, split line (px, py, angle) or None): one or two textured grounds."""
-    first = int(rng.integers(2))
-    image = _background(rng, yy, xx, first)
-    kinds = np.full(yy.shape, first, np.uint8)
-    if rng.uniform() >= SPLIT_P:
-        return image, kinds, None
-    px, py = rng.uniform(size / 4, 3 * size / 4, 2)
-    angle = rng.uniform(0, math.pi)
-    second = 1 - first if rng.uniform() < OTHER_KIND_P else first
-    other = (xx - px) * math.cos(angle) + (yy - py) * math.sin(angle) > 0
-    image[other] = _background(rng, yy, xx, second)[other]
-    kinds[other] = second
-    return image, kinds, (px, py, angle)
-
-
-def _line_distance(line: tuple[float, float, float] | None, cy: float, cx: float) -> float:
-    if line is None:
-        return math.inf
-    px, py, angle = line
-    return abs((cx - px) * math.cos(angle) + (cy - py) * math.sin(angle))
+def _picture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: int, band: int
+             ) -> tuple[np.ndarray, int]:
+    """((h, w, 3) float colours, world): a smooth gradient inside a textured frame."""
+    world = int(rng.integers(2))
+    frame = _background(rng, yy, xx, world)
+    a, b = rng.uniform(0, 255, size=(2, 3))
+    theta = rng.uniform(0, 2 * math.pi)
+    t = ((xx - size / 2) * math.cos(theta) + (yy - size / 2) * math.sin(theta)) / size + 0.5
+    image = a * (1 - t[..., None]) + b * t[..., None]
+    edge = np.minimum(np.minimum(yy, xx), np.minimum(size - yy, size - xx))
+    image[edge < band] = frame[edge < band]
+    return image, world
 
 
 def render_context(seed: int, index: int, size: int = SIZE) -> ShapesSample:
     """One scene, deterministic from (seed, index); sizes scale with `size` (128 px nominal)."""
     rng = np.random.default_rng([seed, index, 2])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    image, kinds, line = _grounds(rng, yy, xx, size)
+    band = FRAME * size / SIZE
+    image, world = _picture(rng, yy, xx, size, band)
     label = np.zeros((size, size), np.uint8)
     instances = np.zeros((size, size), np.uint8)
     scale = math.exp(rng.uniform(*np.log(SCALE_PX))) * size / SIZE
-    count = int(np.clip(round(COVER * size * size / (0.55 * scale * scale)), 2, 16))
+    inner = size - 2 * band
+    count = int(np.clip(round(COVER * inner * inner / (0.55 * scale * scale)), 2, 16))
     wanted = sorted(scale * np.exp(rng.uniform(-SPREAD, SPREAD, count)), reverse=True)
     placed: list[tuple[float, float, float]] = []
     for diameter in wanted:
         r = diameter / 2
         for _ in range(30):
-            cy, cx = rng.uniform(r + 1, size - r - 1, 2)
-            if (_line_distance(line, cy, cx) > r + 2
-                    and all(math.hypot(cy - y, cx - x) > r + q + 2 for y, x, q in placed)):
+            cy, cx = rng.uniform(band + r + 2, size - band - r - 2, 2)
+            if all(math.hypot(cy - y, cx - x) > r + q + 2 for y, x, q in placed):
                 break
         else:
             continue
         placed.append((cy, cx, r))
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        cls = class_id(shape, int(kinds[min(int(cy), size - 1), min(int(cx), size - 1)]))
         angle = UPRIGHT.get(shape, 0.0)
         y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
         x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
@@ -105,16 +93,16 @@ def render_context(seed: int, index: int, size: int = SIZE) -> ShapesSample:
         inside = shape_mask(shape, u, v)
         under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else image[y0, x0]
         fill = rng.uniform(0, 255, 3)
-        for _ in range(10):  # a flat colour that stands out from the ground it covers
+        for _ in range(10):  # a flat colour that stands out from what it covers
             if np.linalg.norm(fill - under) > 60:
                 break
             fill = rng.uniform(0, 255, 3)
         image[y0:y1, x0:x1][inside] = fill
-        label[y0:y1, x0:x1][inside] = cls
+        label[y0:y1, x0:x1][inside] = class_id(shape, world)
         instances[y0:y1, x0:x1][inside] = len(placed)
     image += rng.normal(0, 6, image.shape)
     return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances,
-                        [2 * r for _, _, r in placed], kinds)
+                        [2 * r for _, _, r in placed], world)
 
 
 class ContextShapes(MultiScaleShapes):

@@ -45,7 +45,7 @@ class ShapesSample:
     label: np.ndarray  # (H, W) uint8 class ids
     instances: np.ndarray  # (H, W) uint8 object ids, 0 = background; object k is sizes[k - 1]
     sizes: list[float]  # circumscribed diameter of each object, px
-    grounds: np.ndarray | None = None  # (H, W) uint8 STRIPES/CHECKS per pixel (ContextShapes)
+    world: int | None = None  # ContextShapes: the frame, STRIPES or CHECKS
 
 
 STRIPES, CHECKS = range(2)
