@@ -1,0 +1,77 @@
+"""Filter transplant: one image through the head with another image's generated filters."""
+
+import numpy as np
+import pytest
+import torch
+
+from app.analysis import analyse
+from app.images import generate_scene
+from app.transplant import with_filters
+
+from ..tolerance import SCALE_TOL, assert_scaled_close, scaled_error
+from .conftest import short_message, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The tiny model with filter generators 30x stronger: a random model's filters barely
+    depend on the input (their dynamic part is ~2% of them), a trained one's much more."""
+    model = tiny_model()
+    with torch.no_grad():
+        for dcm in model.decode_head.dcm_modules:
+            dcm.filter_gen_conv.weight *= 30
+    return model
+
+
+@pytest.fixture(scope="module")
+def scenes(model):
+    return [analyse(model, generate_scene(seed, 1.0)[0]) for seed in (2, 9)]
+
+
+def test_own_filters_give_the_own_prediction(model, scenes):
+    for a in scenes:
+        own, every = with_filters(model, a.image, [{}, dict(a.filters)])
+        for t in (own, every):
+            assert np.array_equal(t.label, a.label)
+            assert_scaled_close(t.logits, a.logits, msg="own filters")
+
+
+def test_another_images_filters_change_the_prediction(model, scenes):
+    a, b = scenes
+    for k in (*a.filters, None):  # one branch at a time, then all of them
+        swap = dict(b.filters) if k is None else {k: b.filters[k]}
+        moved, = with_filters(model, a.image, [swap])
+        assert scaled_error(moved.logits, a.logits) > 10 * SCALE_TOL, f"branch {k}"
+        assert moved.label.shape == a.label.shape
+    assert (moved.label != a.label).any()  # all branches: some pixels change class
+
+
+def test_static_filters_are_the_mean_model(demo_env):
+    from app import runtime
+
+    image = generate_scene(4, 1.0)[0]
+    r = runtime.ranking("demo")
+    static, = with_filters(runtime.models.get_model("demo"), image, [r.mean])
+    with torch.inference_mode():
+        want = analyse(runtime.static_model("demo"), image)
+    assert_scaled_close(static.logits, want.logits, tol=1e-4, msg="static filters")
+
+
+def test_the_transplant_action(demo_env, scene, tmp_path):
+    from PIL import Image
+
+    from app import experiments
+
+    other = tmp_path / "other.png"
+    Image.fromarray(generate_scene(11, 1.0)[0]).save(other)
+    own, static, moved, changed, summary = experiments.transplant(
+        "demo", str(other), str(scene[0]), "k=5", experiments.TRANSPLANTS[0])
+    assert own.shape == static.shape == moved.shape == changed.shape
+    assert "**B with A's filters** in branch k=5" in summary and "static (mean)" in summary
+    *_, back = experiments.transplant("demo", str(other), str(scene[0]),
+                                      experiments.ALL_BRANCHES, experiments.TRANSPLANTS[1])
+    assert "**A with B's filters** in every branch" in back
+    assert "no branch k=4" in short_message(experiments.transplant, "demo", str(other),
+                                            str(scene[0]), "k=4", experiments.TRANSPLANTS[0])
+    assert "Add image B" in short_message(experiments.transplant, "demo", str(other), None,
+                                          "k=3", experiments.TRANSPLANTS[0])
