@@ -144,4 +144,4 @@ def sweep_html(frames: list[Frame], note: str, scales: int) -> str:
             f"({start + 1}/{len(frames)})</span></div>{''.join(body)}"
             f"<p class='sw-note'>Filter colours: blue &lt; 0 &lt; red, one scale per branch "
             f"shared by the mean and every scale's dynamic part ({scale}){done}. "
-            f"{html.escape(note)}</p></div>")
+            f"{html.escape(note, quote=False)}</p></div>")

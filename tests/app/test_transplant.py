@@ -75,3 +75,15 @@ def test_the_transplant_action(demo_env, scene, tmp_path):
                                             str(scene[0]), "k=4", experiments.TRANSPLANTS[0])
     assert "Add image B" in short_message(experiments.transplant, "demo", str(other), None,
                                           "k=3", experiments.TRANSPLANTS[0])
+
+
+def test_transplant_over_http(client, scene, photo):
+    from gradio_client import handle_file
+
+    a, b = handle_file(str(photo)), handle_file(str(scene[0]))
+    *images, summary = client.predict("demo", a, b, "all branches", "B with A's filters",
+                                      api_name="/transplant")
+    assert len(images) == 4 and all(images)
+    assert "**B with A's filters** in every branch" in summary and "%** of B's pixels" in summary
+    *_, back = client.predict("demo", a, b, "k=7", "A with B's filters", api_name="/transplant")
+    assert "**A with B's filters** in branch k=7" in back
