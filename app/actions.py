@@ -212,8 +212,8 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
     return (
         gr.Dropdown(choices=channel_choices(r, k), value=c),
         filter_panels([("mean (static)", mean), ("dynamic part", dyn)],
-                      shared_range([mean, dyn], 1.0), f"k={k}, ch {c} (#{rank} dynamic): "
-                      f"dynamic part {dynamic_share(mean, dyn):.0%} of the filter"),
+                      shared_range([mean, dyn], 1.0),
+                      f"ch {c} (#{rank}) · {dynamic_share(mean, dyn):.0%} dynamic"),
         pooling_grid(thumb, a.feature_size, k),
         activation_overlay(thumb, act.mean(0).numpy(), f"k={k} output: channel mean"),
         activation_overlay(thumb, act[c].numpy(), f"k={k} output: channel {c}"),

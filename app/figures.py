@@ -120,7 +120,8 @@ def cosine_lines(cosines: dict[int, np.ndarray], channel: int | None,
     if channel is not None:
         fig.add_vline(x=channel, line=dict(color="#444", dash="dot"))
     fig.update_layout(height=height, margin=MARGIN, legend=dict(orientation="h"),
-                      title=dict(text="cosine similarity of A's and B's filter, per channel",
+                      title=dict(text="cosine of A's and B's dynamic parts, per channel "
+                                      "(k=1: a single number, so ±1)",
                                  font_size=13),
                       xaxis_title="channel", yaxis=dict(title="cosine", range=[-1.05, 1.05]))
     return fig
@@ -133,11 +134,9 @@ def filter_panels(panels: list[tuple[str, np.ndarray]], zmax: float, title: str,
     fig = make_subplots(1, len(panels), subplot_titles=[name for name, _ in panels],
                         horizontal_spacing=0.06)
     for col, (name, f) in enumerate(panels, start=1):
-        k = f.shape[-1]
         fig.add_trace(go.Heatmap(
             z=f, zmin=-zmax, zmax=zmax, zmid=0, colorscale=FILTER_SCALE,
             showscale=col == len(panels), colorbar=dict(thickness=10),
-            texttemplate="%{z:.2f}" if k <= 3 else None, textfont=dict(size=9),
             hovertemplate=f"{name}<br>tap (%{{y}}, %{{x}}): %{{z:.4f}}<extra></extra>"), 1, col)
     fig.update_yaxes(autorange="reversed", dtick=1, showgrid=False, showticklabels=False)
     fig.update_xaxes(dtick=1, showgrid=False, showticklabels=False)
@@ -166,7 +165,8 @@ def sweep_lines(factors: list[float], filter_cos: dict[int, list[float]], agreem
                                  line=dict(color="#d62728", dash="dash")), 1, 2)
     fig.update_xaxes(type="log", tickvals=factors, ticktext=[f"{f:g}×" for f in factors],
                      title="input scale")
-    fig.update_yaxes(range=[-0.05, 1.05])
+    fig.update_yaxes(range=[-1.05, 1.05], row=1, col=1)  # dynamic parts may point opposite ways
+    fig.update_yaxes(range=[-0.05, 1.05], row=1, col=2)
     fig.update_layout(height=height, margin=dict(l=8, r=8, t=56, b=8),
                       legend=dict(orientation="h", y=-0.3))
     return fig

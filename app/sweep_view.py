@@ -62,7 +62,10 @@ CSS = """
 .sw-frame[hidden] { display: none; }
 .sw-pred img { width: 300px; height: auto; image-rendering: auto; border-radius: 4px; }
 .sw-pred figcaption, .sw-branch figcaption { font-size: 0.85em; margin-top: 2px; }
+.sw-branches { display: grid; grid-template-columns: repeat(2, auto); gap: 10px 22px; }
 .sw-branch { margin: 0; }
+.sw-bar { display: inline-block; width: 90px; height: 10px; vertical-align: middle;
+          background: linear-gradient(90deg, #053061, #f7f7f7, #67001f); border-radius: 2px; }
 .sw-pair { display: flex; gap: 8px; }
 .sw-grid { border-collapse: collapse; }
 .sw-grid td { width: var(--cell); height: var(--cell); padding: 0; border: 1px solid #fff; }
@@ -113,7 +116,7 @@ def panel_html(p: Panel, zmax: float) -> str:
     cos = "this is 1×" if p.cosine is None else f"dynamic part vs 1×: cos {p.cosine:.2f}"
     return (f"<figure class='sw-branch' data-k='{p.k}'><div class='sw-pair'>"
             f"<div>{grid(p.mean, zmax, 'mean')}<div class='sw-sub'>mean</div></div>"
-            f"<div>{grid(p.dynamic, zmax, 'dynamic part')}<div class='sw-sub'>dynamic</div>"
+            f"<div>{grid(p.dynamic, zmax, 'dynamic part')}<div class='sw-sub'>dynamic part</div>"
             f"</div></div><figcaption>k={p.k}, ch {p.channel} · {cos}</figcaption></figure>")
 
 
@@ -133,7 +136,8 @@ def sweep_html(frames: list[Frame], note: str, scales: int) -> str:
             f"<div class='sw-frame' data-factor='{f.factor:g}' data-label='{label}'"
             f"{'' if i == start else ' hidden'}><figure class='sw-pred'>"
             f"<img alt='prediction at {f.factor:g}×' src='{data_uri(f.prediction)}'>"
-            f"<figcaption>{html.escape(f.caption)}</figcaption></figure>{panels}</div>")
+            f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+            f"<div class='sw-branches'>{panels}</div></div>")
     scale = " · ".join(f"k={k}: ±{zmax[k]:.3g}" for k in ks)
     done = "" if len(frames) == scales else f" · {len(frames)}/{scales} scales so far"
     return (f"<div class='sw-root'><div class='sw-controls'>"
@@ -142,6 +146,7 @@ def sweep_html(frames: list[Frame], note: str, scales: int) -> str:
             f"value='{start}' aria-label='input scale'>"
             f"<span class='sw-label'>input scale {frames[start].factor:g}× "
             f"({start + 1}/{len(frames)})</span></div>{''.join(body)}"
-            f"<p class='sw-note'>Filter colours: blue &lt; 0 &lt; red, one scale per branch "
+            f"<p class='sw-note'>Filter colours: − <span class='sw-bar'></span> + (white = 0), "
+            f"one scale per branch "
             f"shared by the mean and every scale's dynamic part ({scale}){done}. "
             f"{html.escape(note, quote=False)}</p></div>")

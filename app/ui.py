@@ -204,7 +204,7 @@ def compare_tab() -> dict:
     with gr.Row():
         pred_a = gr.Image(label="A: prediction", interactive=False, height=250, format="jpeg")
         pred_b = gr.Image(label="B: prediction", interactive=False, height=250, format="jpeg")
-        pair = gr.Plot(show_label=False, elem_id="compare-pair")
+        pair = gr.Plot(show_label=False, elem_id="compare-pair", scale=2)
     lines = gr.Plot(show_label=False)
     table = gr.Dataframe(headers=["branch", "cosine of the raw filters", "cosine of the dynamic "
                                   "parts", "mean cosine per channel (dynamic)",
@@ -225,13 +225,13 @@ def transplant_panel() -> dict:
         go = gr.Button("Transplant", variant="primary", elem_id="transplant-run")
     with gr.Row(elem_id="transplant-images"):
         own = gr.Image(label="its own filters", interactive=False, height=220, format="png")
-        static = gr.Image(label="static (mean) filters: changed pixels", interactive=False,
-                          height=220, format="png")
         moved = gr.Image(label="the other image's filters", interactive=False, height=220,
                          format="png", elem_id="transplant-moved")
-        changed = gr.Image(label="the other image's filters: changed pixels",
-                           interactive=False, height=220, format="png",
-                           elem_id="transplant-changed")
+    with gr.Row():
+        static = gr.Image(label="static (mean) filters: changed pixels", interactive=False,
+                          height=220, format="png")
+        changed = gr.Image(label="other image's filters: changed pixels", interactive=False,
+                           height=220, format="png", elem_id="transplant-changed")
     summary = gr.Markdown(elem_id="transplant-summary")
     gr.Markdown(text.TRANSPLANT, elem_classes="teach")
     return dict(direction=direction, where=where, transplant=go,
