@@ -11,6 +11,8 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from app.dynamics import SCENES
+
 from .conftest import serve
 
 ENDPOINTS = {"/load_model", "/upload_checkpoint", "/generate_scene", "/segment", "/branches",
@@ -70,7 +72,7 @@ def test_attribution_and_ablation(client, scene):
     assert rows["headers"][0] == "class"
     changed, rows, summary = client.predict("demo", image, mask, "static filters", [],
                                             api_name="/ablate")
-    assert "mean over the first 12 MultiScaleShapes validation scenes" in summary
+    assert f"mean over the first {SCENES} MultiScaleShapes validation scenes" in summary
     assert "mIoU" in summary
 
 
