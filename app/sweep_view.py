@@ -19,6 +19,7 @@ from .overlays import data_uri
 # The ends and middle of plotly's RdBu_r (the app's filter colour scale): blue < 0 < red.
 NEGATIVE, ZERO, POSITIVE = (5, 48, 97), (247, 247, 247), (103, 0, 31)
 PLAY, PAUSE = "▶ play", "⏸ pause"
+PLACEHOLDER = "<p class='sw-note'>Run the sweep: a slider and ▶ will step through the scales.</p>"
 
 JS = """
 const show = (root, i) => {

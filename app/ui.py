@@ -243,8 +243,8 @@ def sweep_tab() -> dict:
         run = gr.Button("Run the scale sweep (0.5× … 2×)", variant="primary")
         stop = gr.Button("Stop", variant="stop")
     status = gr.Markdown()
-    animation = gr.HTML(elem_id="sweep-animation", js_on_load=sweep_view.JS,
-                        css_template=sweep_view.CSS, min_height=120)
+    animation = gr.HTML(sweep_view.PLACEHOLDER, elem_id="sweep-animation",
+                        js_on_load=sweep_view.JS, css_template=sweep_view.CSS, min_height=120)
     lines = gr.Plot(show_label=False)
     gr.Markdown(text.SWEEP, elem_classes="teach")
     return dict(run=run, stop=stop, status=status, animation=animation, lines=lines)
