@@ -1,8 +1,8 @@
 """Wiring of the app's events: which action runs on what, with which API name.
 
 Named endpoints (`api_name`): load_model, upload_checkpoint, generate_scene, segment, branches,
-branch_column, attribution, ablate, compare, transplant, sweep. Events that run the network share one
-concurrency group (`HEAVY`), so users queue for the model instead of overloading it. The same
+branch_column, attribution, ablate, compare, transplant, sweep. Events that run the network share
+one concurrency group (`HEAVY`), so users queue for the model instead of overloading it. The same
 action wired to several triggers is named once and "undocumented" elsewhere (Gradio would
 otherwise number the names), so the named events are wired first.
 """
