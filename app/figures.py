@@ -138,8 +138,10 @@ def filter_panels(panels: list[tuple[str, np.ndarray]], zmax: float, title: str,
             z=f, zmin=-zmax, zmax=zmax, zmid=0, colorscale=FILTER_SCALE,
             showscale=col == len(panels), colorbar=dict(thickness=10),
             hovertemplate=f"{name}<br>tap (%{{y}}, %{{x}}): %{{z:.4f}}<extra></extra>"), 1, col)
-    fig.update_yaxes(autorange="reversed", dtick=1, showgrid=False, showticklabels=False)
-    fig.update_xaxes(dtick=1, showgrid=False, showticklabels=False)
+    # constrain="domain": a square filter shrinks its panel instead of padding it with empty taps
+    fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, showticklabels=False,
+                     constrain="domain")
+    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False, constrain="domain")
     for col in range(1, len(panels) + 1):
         fig.update_yaxes(scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
     fig.update_layout(height=height, margin=dict(l=8, r=8, t=56, b=8),

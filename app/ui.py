@@ -206,9 +206,9 @@ def compare_tab() -> dict:
         pred_b = gr.Image(label="B: prediction", interactive=False, height=250, format="jpeg")
         pair = gr.Plot(show_label=False, elem_id="compare-pair", scale=2)
     lines = gr.Plot(show_label=False)
-    table = gr.Dataframe(headers=["branch", "cosine of the raw filters", "cosine of the dynamic "
-                                  "parts", "mean cosine per channel (dynamic)",
-                                  "least similar channels"], interactive=False)
+    table = gr.Dataframe(headers=["branch", "raw cosine", "dynamic cosine",
+                                  "mean per-channel cosine (dynamic)", "least similar channels"],
+                         interactive=False)
     gr.Markdown(text.COMPARE, elem_classes="teach")
     return dict(image_b=image_b, seed_b=seed_b, scene_b=scene_b, branch=branch,
                 channel=channel, run=run, pred_a=pred_a, pred_b=pred_b, pair=pair, lines=lines,

@@ -82,7 +82,7 @@ def test_compare_two_images(client, scene, photo):
     pred_a, pred_b, pair, lines, table = out
     assert [row[0] for row in table["data"]] == ["k=1", "k=3", "k=5", "k=7"]
     assert all(-1 <= row[1] <= 1 and -1 <= row[2] <= 1 for row in table["data"])
-    assert table["headers"][1:3] == ["cosine of the raw filters", "cosine of the dynamic parts"]
+    assert table["headers"][1:3] == ["raw cosine", "dynamic cosine"]
 
 
 def test_sweep_streams_every_scale(client, scene):
