@@ -11,14 +11,14 @@ import gradio as gr
 import numpy as np
 
 from . import overlays
-from .analysis import ablated_label, analyse, sweep_frame
+from .analysis import ablated_label, sweep_frame
 from .attribution import keep_mask
 from .dynamics import dynamic_part, dynamic_parts
 from .figures import cosine_lines, filter_panels, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
-from .runtime import (channel_choices, gpu, ranking, see, segmentation, static_model,
-                      user_errors, valid_channel)
+from .runtime import (channel_choices, gpu, ranking, see, segmentation, user_errors,
+                      valid_channel)
 from .sweep_view import Frame, Panel, sweep_html
 from .transplant import with_filters
 
@@ -38,7 +38,7 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
     a = seen.analysis
     parts = list(parts or [])
     if mode == STATIC:
-        after = analyse(static_model(key), a.image).label
+        after = with_filters(seen.model, a.image, [ranking(key).mean])[0].label
         done = (f"Every generated filter replaced by its mean over "
                 f"{ranking(key).description} (x and all branches kept)")
     else:

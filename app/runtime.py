@@ -22,7 +22,6 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
 from gradio import processing_utils
 from PIL import Image
 
@@ -103,7 +102,6 @@ class Segmented:
 # (model key, image key, precision) -> the pass: an Analysis in fp32, else a Prediction
 _analyses: OrderedDict[tuple[str, str, str], Prediction] = OrderedDict()
 _rankings: dict[str, Reference] = {}
-_static: dict[str, DMNet] = {}
 _lock = threading.Lock()
 
 
@@ -168,22 +166,6 @@ def ranking(key: str) -> Reference:
     result = reference(runner(models.get_model(key)))
     with _lock:
         _rankings[key] = result
-    return result
-
-
-def static_model(key: str) -> DMNet:
-    """The model with every generated filter replaced by its mean over the reference inputs:
-    the same head with input-independent filters (`training.ablation`'s static baseline)."""
-    from training.ablation import with_static_filters
-
-    with _lock:
-        if key in _static:
-            return _static[key]
-    model = models.get_model(key)
-    mean = {k: torch.from_numpy(m) for k, m in ranking(key).mean.items()}
-    result = with_static_filters(model, mean).eval()
-    with _lock:
-        _static[key] = result
     return result
 
 

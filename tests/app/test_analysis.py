@@ -6,7 +6,6 @@ import torch
 
 import dmnet
 from app.analysis import analyse, runner, sweep_frame
-from app.dynamics import SCENES
 from dmnet.heads import ConvModule
 from dmnet.winograd import WinogradConv2d
 
@@ -56,17 +55,3 @@ def test_sweep_frame_resizes_the_model_input_and_is_the_analysis_at_1x(model):
     assert same.input_size == a.input_size and np.array_equal(same.label, a.label)
     for k, f in a.filters.items():
         np.testing.assert_array_equal(same.filters[k], f)
-
-
-def test_static_model_applies_the_mean_filters_of_the_reference_inputs(demo_env):
-    from app import runtime
-
-    r = runtime.ranking("demo")
-    static = runtime.static_model("demo")
-    assert runtime.static_model("demo") is static and r.inputs == SCENES  # computed once
-    for k, f in static.inspect(torch.randn(2, 3, 64, 48)).filters.items():
-        assert f.shape == (2, *r.mean[k].shape)
-        np.testing.assert_allclose(f[1].numpy(), r.mean[k], rtol=1e-6)
-    model = runtime.models.get_model("demo")
-    assert not torch.equal(model.inspect(torch.randn(1, 3, 64, 48)).filters[3][0],
-                           torch.from_numpy(r.mean[3]))  # the live model still adapts

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from app.analysis import analyse
+from app.dynamics import SCENES
 from app.images import generate_scene
 from app.transplant import with_filters
 
@@ -46,15 +47,25 @@ def test_another_images_filters_change_the_prediction(model, scenes):
     assert (moved.label != a.label).any()  # all branches: some pixels change class
 
 
-def test_static_filters_are_the_mean_model(demo_env):
+def test_static_filters_are_the_ablations_static_model(demo_env):
+    """The mean filters given to the head are `training.ablation`'s static-filter model, and
+    the reference is computed once per model."""
     from app import runtime
+    from training.ablation import with_static_filters
 
     image = generate_scene(4, 1.0)[0]
     r = runtime.ranking("demo")
-    static, = with_filters(runtime.models.get_model("demo"), image, [r.mean])
+    assert runtime.ranking("demo") is r and r.inputs == SCENES
+    model = runtime.models.get_model("demo")
+    static, = with_filters(model, image, [r.mean])
+    fixed = with_static_filters(model, {k: torch.from_numpy(m) for k, m in r.mean.items()})
+    want = analyse(fixed.eval(), image)
+    assert_scaled_close(static.logits, want.logits, msg="static filters")
+    for k, f in fixed.inspect(torch.randn(2, 3, 64, 48)).filters.items():
+        np.testing.assert_array_equal(f[1].numpy(), r.mean[k])  # the same filters for any input
     with torch.inference_mode():
-        want = analyse(runtime.static_model("demo"), image)
-    assert_scaled_close(static.logits, want.logits, tol=1e-4, msg="static filters")
+        live = model.inspect(torch.randn(1, 3, 64, 48)).filters[3][0]
+    assert not torch.equal(live, torch.from_numpy(r.mean[3]))  # the model itself still adapts
 
 
 def test_the_transplant_action(demo_env, scene, tmp_path):
