@@ -87,3 +87,26 @@ def test_channels_are_ranked_by_how_much_their_dynamic_part_varies(model, ref):
     for k, bank in generated_filters(runner(model), data).items():
         dyn = np.stack([dynamic_part(f, ref.mean[k]) for f in bank.numpy()])
         np.testing.assert_allclose(ref.score[k], dyn.std(0).mean((-2, -1)), rtol=1e-5)
+
+
+def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
+    """Raw filters of two images look alike (the mean dominates); Compare's panel, cosine plot
+    and table give the dynamic parts' cosines, which differ."""
+    from app import experiments, runtime
+
+    a, b = str(photo), str(scene[0])
+    *_, pair, lines, rows = experiments.compare("demo", a, b, 5, None)
+    r = runtime.ranking("demo")
+    fa, fb = (runtime.see("demo", p).analysis.filters for p in (a, b))
+    da, db = dynamic_parts(fa, r), dynamic_parts(fb, r)
+    for row in rows:
+        k = int(row[0][2:])
+        assert row[1] == round(bank_cosine(fa[k], fb[k]), 3)  # raw: ~1
+        assert row[2] == round(bank_cosine(da[k], db[k]), 3)  # dynamic: what the view is about
+        assert row[1] > 0.95 and row[2] < row[1] - 0.1
+    c = int(r.order[5][0])  # no channel asked: the most input-dependent one
+    want = cosine_per_channel(da[5], db[5])
+    assert f"k=5, channel {c}: cosine of the dynamic parts {want[c]:.3f}" in pair.layout.title.text
+    np.testing.assert_allclose(next(t.y for t in lines.data if t.name == "k=5"), want)
+    np.testing.assert_array_equal(pair.data[0].z, r.mean[5][c])  # mean, A's part, B's part
+    np.testing.assert_array_equal(pair.data[1].z, da[5][c])
