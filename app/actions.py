@@ -18,7 +18,8 @@ from dmnet.presets import DATASETS
 
 from . import models, overlays
 from .analysis import X, alone_label, branch_name, margin_shares
-from .figures import activation_overlay, class_bars, filter_heatmap, part_bars, pooling_grid
+from .dynamics import dynamic_part, dynamic_share
+from .figures import activation_overlay, class_bars, filter_panels, part_bars, pooling_grid
 from .filters import shared_range
 from .images import SCENE_DATASET, generate_scene, read_mask
 from .metrics import iou, mean_iou, pixel_share
@@ -40,13 +41,14 @@ def load_model(key: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -
     progress(0, desc="loading the model")
     model = models.get_model(key)
     progress(0.6, desc="ranking filter channels on reference inputs")
-    ranking(key)
+    ref = ranking(key)
     p = model.preset
     notes = "".join(f"\n\n> {n}" for n in models.load_notes(key))
     published = f" · published mIoU {p.miou:.2f}" if p.miou else ""
     return (f"**{models.label_of(key)}** on {models.device_note()}  \n"
             f"preset `{p.name}`{published} · {p.num_classes} classes · filter sizes "
-            f"{', '.join(map(str, p.filter_sizes))} · head width {p.head_channels}{notes}")
+            f"{', '.join(map(str, p.filter_sizes))} · head width {p.head_channels}  \n"
+            f"mean (static) filters over {ref.description}{notes}")
 
 
 def startup(key: str) -> str:
@@ -205,13 +207,16 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
                        f"(its sizes are {a.filter_sizes})")
     c = valid_channel(r, k, channel)
     thumb = overlays.thumbnail(a.image, THUMB)
-    zmax = shared_range(list(a.filters.values()))
+    mean = r.mean[k][c]
+    dyn = dynamic_part(a.filters[k][c], mean)
     act = a.branches[k]
     alone = alone_label(a, branch_name(k))
     rank = int(np.flatnonzero(r.order[k] == c)[0]) + 1
     return (
         gr.Dropdown(choices=channel_choices(r, k), value=c),
-        filter_heatmap(a.filters[k][c], zmax, f"k={k} filter, ch {c} (#{rank} dynamic)"),
+        filter_panels([("mean (static)", mean), ("dynamic part", dyn)],
+                      shared_range([mean, dyn], 1.0),
+                      f"ch {c} (#{rank}) · {dynamic_share(mean, dyn):.0%} dynamic"),
         pooling_grid(thumb, a.feature_size, k),
         activation_overlay(thumb, act.mean(0).numpy(), f"k={k} output: channel mean"),
         activation_overlay(thumb, act[c].numpy(), f"k={k} output: channel {c}"),

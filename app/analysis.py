@@ -182,7 +182,7 @@ def margin_shares(a: Analysis) -> np.ndarray:
 
 @dataclass
 class SweepFrame:
-    """The model on the image resized by `factor`, fed as it is (no test-scale resize)."""
+    """The model on its input (the image at the test scale) resized by `factor`, fed as it is."""
 
     factor: float
     input_size: tuple[int, int]
@@ -193,43 +193,15 @@ class SweepFrame:
 
 @torch.inference_mode()
 def sweep_frame(model: DMNet, image: np.ndarray, factor: float) -> SweepFrame:
-    """One step of the scale sweep: the generated filters and prediction at `factor`."""
+    """One step of the scale sweep: the generated filters and prediction when the model input
+    that `analyse` makes is resized by `factor` (at 1 the pass is `analyse`'s)."""
     start = time.perf_counter()
     preset = model.preset
-    inp = image if factor == 1 else scaled(image, factor)
+    inp = model_input(image, preset)
+    inp = inp if factor == 1 else scaled(inp, factor)
     trace = runner(model).inspect(normalize(inp, preset.mean, preset.std).to(model.device))
     logits = trace.logits[0].float().cpu()
-    up = resize(logits.unsqueeze(0), image.shape[:2], preset.align_corners)
     return SweepFrame(factor, tuple(inp.shape[:2]),
                       {k: f[0].float().cpu().numpy() for k, f in trace.filters.items()},
-                      np.argmax(up[0].numpy(), 0), time.perf_counter() - start)
-
-
-@torch.inference_mode()
-def filter_bank(model: DMNet, images: list[np.ndarray]) -> dict[int, np.ndarray]:
-    """k -> (R, C, k, k): the filters generated for each of R images (fed as they are)."""
-    preset = model.preset
-    banks: dict[int, list[np.ndarray]] = {}
-    for image in images:
-        trace = runner(model).inspect(normalize(image, preset.mean, preset.std).to(model.device))
-        for k, f in trace.filters.items():
-            banks.setdefault(k, []).append(f[0].float().cpu().numpy())
-    return {k: np.stack(v) for k, v in banks.items()}
-
-
-def reference_images(dataset: str, count: int = 6, side: int | None = None) -> list[np.ndarray]:
-    """Fixed inputs of the model's domain to measure how much each filter channel varies:
-    MultiScaleShapes validation scenes (default side: the demo model's scene size), or
-    scikit-image's bundled photographs (default long side 256 px)."""
-    if dataset == "multiscale_shapes":
-        from training.data.shapes import SIZE, MultiScaleShapes
-
-        val = MultiScaleShapes("val", length=count, size=side or SIZE)
-        return [val.sample(i).image for i in range(count)]
-    import skimage.data
-
-    loaders = (skimage.data.astronaut, skimage.data.coffee, skimage.data.chelsea,
-               skimage.data.rocket, lambda: skimage.data.stereo_motorcycle()[0],
-               skimage.data.immunohistochemistry)  # all bundled with scikit-image: no download
-    photos = [load() for load in loaders[:count]]
-    return [scaled(p, (side or 256) / max(p.shape[:2])) for p in photos]
+                      labels(logits, inp.shape[:2], image.shape[:2], preset.align_corners),
+                      time.perf_counter() - start)

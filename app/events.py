@@ -1,8 +1,8 @@
 """Wiring of the app's events: which action runs on what, with which API name.
 
 Named endpoints (`api_name`): load_model, upload_checkpoint, generate_scene, segment, branches,
-branch_column, attribution, ablate, compare, sweep. Events that run the network share one
-concurrency group (`HEAVY`), so users queue for the model instead of overloading it. The same
+branch_column, attribution, ablate, compare, transplant, sweep. Events that run the network share
+one concurrency group (`HEAVY`), so users queue for the model instead of overloading it. The same
 action wired to several triggers is named once and "undocumented" elsewhere (Gradio would
 otherwise number the names), so the named events are wired first.
 """
@@ -128,7 +128,8 @@ def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
 def wire_compare(inp: dict, cmp: dict) -> None:
     """Image A is the main image; B is uploaded or generated. Compare, a new B, another filter
     size k (after its channel list is refreshed) or another channel re-run it while there is a B;
-    the channel list listens on `select` (a pick fires it once; `input` fires twice)."""
+    the channel list listens on `select` (a pick fires it once; `input` fires twice). The
+    transplant runs on its button, a new B (after Compare) and another direction or branch."""
     cmp["scene_b"].click(lambda seed: actions.make_scene(seed, 1.0)[0], [cmp["seed_b"]],
                          [cmp["image_b"]], api_visibility="private")
     cmp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["branch"], cmp["channel"]]
@@ -137,15 +138,27 @@ def wire_compare(inp: dict, cmp: dict) -> None:
     branch = cmp["branch"].change(experiments.channel_picker,
                                   [inp["model"], cmp["branch"], cmp["channel"]],
                                   [cmp["channel"]], api_visibility="private", **HEAVY)
-    for event in (cmp["image_b"].change, branch.success, cmp["channel"].select):
-        event(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
+    tp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["where"], cmp["direction"]]
+    tp_out = cmp["transplant_out"]
+    cmp["transplant"].click(experiments.transplant, tp_in, tp_out, api_name="transplant",
+                            **HEAVY)
+    # a new B: its transplant too, once Compare has analysed it
+    for event, then in ((cmp["image_b"].change, True), (branch.success, False),
+                        (cmp["channel"].select, False)):
+        compared = event(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
             experiments.compare, cmp_in, cmp_out, api_visibility="undocumented", **HEAVY)
+        if then:
+            compared.success(experiments.transplant, tp_in, tp_out,
+                             api_visibility="undocumented", **HEAVY)
+    for event in (cmp["where"].input, cmp["direction"].input):
+        event(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
+            experiments.transplant, tp_in, tp_out, api_visibility="undocumented", **HEAVY)
 
 
 def wire_sweep(inp: dict, sw: dict, chain: Chain) -> None:
     """The sweep is a generator: it streams each scale, and Stop cancels it between scales."""
     swept = sw["run"].click(experiments.sweep,
                             [inp["model"], inp["image"], inp["truth"], *chain.channels],
-                            [sw["animation"], sw["lines"], sw["gallery"], sw["status"]],
+                            [sw["animation"], sw["lines"], sw["status"]],
                             api_name="sweep", **HEAVY)
     sw["stop"].click(None, None, None, cancels=[swept], api_visibility="private")

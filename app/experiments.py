@@ -11,13 +11,16 @@ import gradio as gr
 import numpy as np
 
 from . import overlays
-from .analysis import ablated_label, analyse, sweep_frame
+from .analysis import ablated_label, sweep_frame
 from .attribution import keep_mask
-from .figures import cosine_lines, filter_pair, sweep_animation, sweep_lines
+from .dynamics import dynamic_part, dynamic_parts
+from .figures import cosine_lines, filter_panels, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
-from .runtime import (channel_choices, gpu, ranking, see, static_model, user_errors,
+from .runtime import (channel_choices, gpu, ranking, see, segmentation, user_errors,
                       valid_channel)
+from .sweep_view import Frame, Panel, sweep_html
+from .transplant import with_filters
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 ABLATIONS = ("remove", "keep only", "static filters")  # the modes of `ablate`
@@ -35,9 +38,9 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
     a = seen.analysis
     parts = list(parts or [])
     if mode == STATIC:
-        after = analyse(static_model(key), a.image).label
-        done = (f"Every generated filter replaced by its mean over the "
-                f"{ranking(key).inputs} reference inputs (x and all branches kept)")
+        after = with_filters(seen.model, a.image, [ranking(key).mean])[0].label
+        done = (f"Every generated filter replaced by its mean over "
+                f"{ranking(key).description} (x and all branches kept)")
     else:
         if mode == "keep only" and not parts:
             raise gr.Error("Tick at least one input to keep.")
@@ -75,73 +78,124 @@ def channel_picker(key: str, k: int, channel: int | None) -> gr.Dropdown:
 @user_errors
 @gpu
 def compare(key: str, image_a: str | None, image_b: str | None, k: int, channel: int | None):
-    """The same branch and channel's filters for images A and B, and their similarity."""
+    """The same branch and channel's filters for images A and B, split into the mean over the
+    reference inputs and each image's dynamic part, and how similar the dynamic parts are."""
     if image_b is None:
         raise gr.Error("Add image B (upload, paste, or generate a scene and use it as B).")
     a, b = see(key, image_a).analysis, see(key, image_b).analysis
-    fa, fb = a.filters, b.filters
     r = ranking(key)
     k = int(k)
-    if k not in fa:
+    if k not in a.filters:
         raise gr.Error(f"this model has no branch with filter size {k}")
     c = valid_channel(r, k, channel)
-    zmax = shared_range([fa[k], fb[k]])
-    cos = {s: cosine_per_channel(fa[s], fb[s]) for s in fa if s > 1}
-    colors = {s: overlays.part_color(f"k={s}") for s in fa}
-    rows = []
-    for s in fa:
-        per = cosine_per_channel(fa[s], fb[s])
-        least = np.argsort(per)[:3] if s > 1 else []
-        rows.append([f"k={s}", round(bank_cosine(fa[s], fb[s]), 3),
-                     round(float(per.mean()), 3) if s > 1 else None,
-                     ", ".join(str(int(i)) for i in least)])
-    pair = filter_pair(fa[k][c], fb[k][c], zmax,
-                       f"k={k}, channel {c}: cosine {cosine_per_channel(fa[k], fb[k])[c]:.3f}")
-    return (overlays.overlay(a.image, a.label, a.palette), overlays.overlay(b.image, b.label,
-                                                                           b.palette),
-            pair, cosine_lines(cos, c if k > 1 else None, colors), rows)
+    da, db = dynamic_parts(a.filters, r), dynamic_parts(b.filters, r)
+    cos = {s: cosine_per_channel(da[s], db[s]) for s in da}
+    colors = {s: overlays.part_color(f"k={s}") for s in da}
+    rows = [[f"k={s}", round(bank_cosine(a.filters[s], b.filters[s]), 3),
+             round(bank_cosine(da[s], db[s]), 3), round(float(cos[s].mean()), 3),
+             ", ".join(str(int(i)) for i in np.argsort(cos[s])[:3])] for s in da]
+    mean = r.mean[k][c]
+    panels = [("mean (both)", mean), ("A: dynamic part", da[k][c]), ("B: dynamic part", db[k][c])]
+    pair = filter_panels(panels, shared_range([mean, da[k][c], db[k][c]], 1.0),
+                         f"k={k}, channel {c}: cosine of the dynamic parts {cos[k][c]:.3f}")
+    return (overlays.overlay(a.image, a.label, a.palette),
+            overlays.overlay(b.image, b.label, b.palette),
+            pair, cosine_lines(cos, c, colors), rows)
+
+
+# --- filter transplant ----------------------------------------------------------------------------
+
+ALL_BRANCHES = "all branches"
+TRANSPLANTS = ("B with A's filters", "A with B's filters")  # the directions of `transplant`
+
+
+@user_errors
+@gpu
+def transplant(key: str, image_a: str | None, image_b: str | None, branch: str, direction: str):
+    """Run one image (the host) with the filters generated for the other (the donor), in one
+    branch or all; beside it, the host with the static (mean) filters in the same branches."""
+    if image_b is None:
+        raise gr.Error("Add image B (upload, paste, or generate a scene and use it as B).")
+    if direction not in TRANSPLANTS:
+        raise gr.Error(f"direction must be one of {', '.join(TRANSPLANTS)}")
+    a, b = see(key, image_a), see(key, image_b)
+    host, donor = (b, a) if direction == TRANSPLANTS[0] else (a, b)
+    h, d = host.analysis, donor.analysis
+    ks = list(h.filters) if branch == ALL_BRANCHES else [int(str(branch).removeprefix("k="))]
+    if any(k not in h.filters for k in ks):
+        raise gr.Error(f"this model has no branch {branch} (its sizes are {h.filter_sizes})")
+    r = ranking(key)
+    moved, static = with_filters(host.model, h.image, [{k: d.filters[k] for k in ks},
+                                                       {k: r.mean[k] for k in ks}])
+    hn, dn = ("B", "A") if host is b else ("A", "B")
+    where = "every branch" if branch == ALL_BRANCHES else f"branch {branch}"
+    moved_share = float((moved.label != h.label).mean())
+    static_share = float((static.label != h.label).mean())
+    summary = (f"**{hn} with {dn}'s filters** in {where}: **{100 * moved_share:.1f}%** of "
+               f"{hn}'s pixels change class. With the static (mean) filters in the same "
+               f"branches: **{100 * static_share:.1f}%**. (Mean over {r.description}.)")
+    return (overlays.overlay(h.image, h.label, h.palette),
+            overlays.changes(h.image, h.label, static.label, h.palette),
+            overlays.overlay(h.image, moved.label, h.palette),
+            overlays.changes(h.image, h.label, moved.label, h.palette), summary)
 
 
 # --- scale sweep ----------------------------------------------------------------------------------
 
-def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, channels, final):
+def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, channels, mean,
+                   note: str):
     factors = sorted(frames)
     ref = frames[1.0]
-    cos = {k: [bank_cosine(frames[f].filters[k], ref.filters[k]) for f in factors]
-           for k in ref.filters}
+    dyn = {f: {k: dynamic_part(frames[f].filters[k], mean[k]) for k in channels}
+           for f in factors}
+    cos = {k: [bank_cosine(dyn[f][k], dyn[1.0][k]) for f in factors] for k in channels}
     agree = [float((frames[f].label == ref.label).mean()) for f in factors]
     miou = None if truth is None else [mean_iou(frames[f].label, truth, len(classes))
                                        for f in factors]
-    colors = {k: overlays.part_color(f"k={k}") for k in ref.filters}
-    gallery = [(overlays.overlay(image, frames[f].label, palette),
-                f"{f:g}× · input {frames[f].input_size[1]}×{frames[f].input_size[0]} · "
-                f"{frames[f].seconds:.2f} s") for f in factors]
-    animation = gr.skip()  # built once, at the end
-    if final:
-        thumbs = [overlays.thumbnail(overlays.overlay(image, frames[f].label, palette), 256)
-                  for f in factors]
-        zmax = shared_range([b for fr in frames.values() for b in fr.filters.values()])
-        animation = sweep_animation(factors, thumbs, [frames[f].filters for f in factors],
-                                    channels, zmax)
+    colors = {k: overlays.part_color(f"k={k}") for k in channels}
+    shown = [Frame(f, overlays.thumbnail(overlays.overlay(image, frames[f].label, palette), 300),
+                   f"{f:g}× · model input {frames[f].input_size[1]}×{frames[f].input_size[0]} · "
+                   f"{100 * a:.1f}% of pixels as at 1× · {frames[f].seconds:.2f} s",
+                   [Panel(k, c, mean[k][c], dyn[f][k][c],
+                          None if f == 1.0 else cos[k][factors.index(f)])
+                    for k, c in channels.items()])
+             for f, a in zip(factors, agree, strict=True)]
+    final = len(frames) == len(SCALES)
     status = (f"{len(frames)}/{len(SCALES)} scales done" if not final else
               f"Done: {len(frames)} scales in {sum(f.seconds for f in frames.values()):.1f} s.")
-    return animation, sweep_lines(factors, cos, agree, miou, colors), gallery, status
+    return (sweep_html(shown, note, len(SCALES)), sweep_lines(factors, cos, agree, miou, colors),
+            status)
+
+
+def segmentation_note(key: str, image: str, label: np.ndarray) -> str:
+    """Whether the sweep's 1x prediction is the Segmentation tab's, and why not."""
+    seg = segmentation(key, image).prediction
+    same = float((seg.label == label).mean())
+    if same == 1:
+        return "At 1× this is exactly the Segmentation tab's prediction."
+    why = (f" The Segmentation tab runs a fast {seg.precision} pass for this model; the sweep "
+           "runs fp32, like the other views." if seg.precision != "fp32" else "")
+    return f"At 1× this agrees with the Segmentation tab's prediction on {100 * same:.2f}% " \
+           f"of pixels.{why}"
 
 
 @user_errors
 @gpu
 def sweep(key: str, image: str | None, truth: str | None, ch1: int | None, ch3: int | None,
           ch5: int | None, ch7: int | None, progress: gr.Progress = gr.Progress()):
-    """Resize the input from 0.5x to 2x; yield the filters and prediction at each scale."""
+    """Resize the model input from 0.5x to 2x; yield the filters and prediction at each scale."""
     seen = see(key, image, truth)
     a = seen.analysis
     r = ranking(key)
     wanted = dict(zip((1, 3, 5, 7), (ch1, ch3, ch5, ch7), strict=True))
     channels = {k: valid_channel(r, k, wanted.get(k)) for k in a.filters}
     frames = {}
+    note = ""
     order = [1.0, *(f for f in SCALES if f != 1.0)]  # 1x first: the others compare with it
     for i, factor in enumerate(order):
         progress((i, len(order)), desc=f"input at {factor:g}×")
         frames[factor] = sweep_frame(seen.model, a.image, factor)
-        done = i == len(order) - 1
-        yield _sweep_outputs(frames, a.image, seen.truth, a.classes, a.palette, channels, done)
+        if factor == 1.0:
+            note = segmentation_note(key, image, frames[1.0].label)
+        yield _sweep_outputs(frames, a.image, seen.truth, a.classes, a.palette, channels, r.mean,
+                             note)

@@ -32,20 +32,6 @@ def _base(thumb: np.ndarray) -> go.Image:
     return go.Image(source=data_uri(thumb), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip")
 
 
-def filter_heatmap(filt: np.ndarray, zmax: float, title: str, height: int = 230) -> go.Figure:
-    """One channel's k x k filter; the colour scale is symmetric and shared (`zmax`)."""
-    k = filt.shape[-1]
-    fig = go.Figure(go.Heatmap(
-        z=filt, zmin=-zmax, zmax=zmax, zmid=0, colorscale=FILTER_SCALE,
-        colorbar=dict(thickness=10, len=0.9),
-        hovertemplate="tap (row %{y}, col %{x}): %{z:.4f}<extra></extra>",
-        texttemplate="%{z:.3f}" if k <= 3 else None, textfont=dict(size=10)))
-    fig.update_layout(height=height, margin=MARGIN, title=dict(text=title, font_size=13))
-    fig.update_xaxes(dtick=1, showgrid=False, constrain="domain")
-    fig.update_yaxes(dtick=1, showgrid=False, scaleanchor="x", autorange="reversed")
-    return fig
-
-
 def pooling_grid(thumb: np.ndarray, feature_size: tuple[int, int], k: int,
                  height: int = 260) -> go.Figure:
     """The k x k adaptive-pooling bins over the image: each bin averages the features under it
@@ -134,25 +120,34 @@ def cosine_lines(cosines: dict[int, np.ndarray], channel: int | None,
     if channel is not None:
         fig.add_vline(x=channel, line=dict(color="#444", dash="dot"))
     fig.update_layout(height=height, margin=MARGIN, legend=dict(orientation="h"),
-                      title=dict(text="cosine similarity of A's and B's filter, per channel",
+                      title=dict(text="cosine of A's and B's dynamic parts, per channel "
+                                      "(k=1: a single number, so ±1)",
                                  font_size=13),
                       xaxis_title="channel", yaxis=dict(title="cosine", range=[-1.05, 1.05]))
     return fig
 
 
-def filter_pair(a: np.ndarray, b: np.ndarray, zmax: float, title: str,
-                height: int = 250) -> go.Figure:
-    """Image A's and image B's filter for one channel, side by side, one colour scale."""
-    fig = make_subplots(1, 2, subplot_titles=("image A", "image B"), horizontal_spacing=0.08)
-    for col, f in ((1, a), (2, b)):
-        fig.add_trace(go.Heatmap(z=f, zmin=-zmax, zmax=zmax, zmid=0, colorscale=FILTER_SCALE,
-                                 showscale=col == 2, colorbar=dict(thickness=10),
-                                 hovertemplate="tap (%{y}, %{x}): %{z:.4f}<extra></extra>"),
-                      1, col)
-    fig.update_yaxes(autorange="reversed", dtick=1, showgrid=False)
-    fig.update_xaxes(dtick=1, showgrid=False)
+def filter_panels(panels: list[tuple[str, np.ndarray]], zmax: float, title: str,
+                  height: int = 250) -> go.Figure:
+    """k x k filters side by side (e.g. the mean and the dynamic part) on one symmetric colour
+    scale (`zmax`), so that their sizes compare at a glance."""
+    fig = make_subplots(1, len(panels), subplot_titles=[name for name, _ in panels],
+                        horizontal_spacing=0.06)
+    for col, (name, f) in enumerate(panels, start=1):
+        fig.add_trace(go.Heatmap(
+            z=f, zmin=-zmax, zmax=zmax, zmid=0, colorscale=FILTER_SCALE,
+            showscale=col == len(panels), colorbar=dict(thickness=10),
+            hovertemplate=f"{name}<br>tap (%{{y}}, %{{x}}): %{{z:.4f}}<extra></extra>"), 1, col)
+    # constrain="domain": a square filter shrinks its panel instead of padding it with empty taps
+    fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, showticklabels=False,
+                     constrain="domain")
+    fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False, constrain="domain")
+    for col in range(1, len(panels) + 1):
+        fig.update_yaxes(scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
     fig.update_layout(height=height, margin=dict(l=8, r=8, t=56, b=8),
                       title=dict(text=title, font_size=13))
+    for note in fig.layout.annotations:
+        note.font.size = 11
     return fig
 
 
@@ -160,7 +155,7 @@ def sweep_lines(factors: list[float], filter_cos: dict[int, list[float]], agreem
                 miou: list[float] | None, colors: dict[int, tuple[int, int, int]],
                 height: int = 320) -> go.Figure:
     """How the filters and the prediction change with the input scale, relative to 1x."""
-    fig = make_subplots(1, 2, subplot_titles=("filter bank vs 1× (cosine)",
+    fig = make_subplots(1, 2, subplot_titles=("dynamic part of the filters vs 1× (cosine)",
                                               "prediction vs 1× (and vs truth)"))
     for k, cos in filter_cos.items():
         fig.add_trace(go.Scatter(x=factors, y=cos, mode="lines+markers", name=f"k={k}",
@@ -172,49 +167,8 @@ def sweep_lines(factors: list[float], filter_cos: dict[int, list[float]], agreem
                                  line=dict(color="#d62728", dash="dash")), 1, 2)
     fig.update_xaxes(type="log", tickvals=factors, ticktext=[f"{f:g}×" for f in factors],
                      title="input scale")
-    fig.update_yaxes(range=[-0.05, 1.05])
+    fig.update_yaxes(range=[-1.05, 1.05], row=1, col=1)  # dynamic parts may point opposite ways
+    fig.update_yaxes(range=[-0.05, 1.05], row=1, col=2)
     fig.update_layout(height=height, margin=dict(l=8, r=8, t=56, b=8),
                       legend=dict(orientation="h", y=-0.3))
-    return fig
-
-
-def sweep_animation(factors: list[float], thumbs: list[np.ndarray],
-                    filters: list[dict[int, np.ndarray]], channels: dict[int, int], zmax: float,
-                    height: int = 330) -> go.Figure:
-    """A slider (and play button) over the scales: the prediction and, per branch, the chosen
-    channel's generated filter at that scale."""
-    ks = list(channels)
-    titles = ["prediction", *(f"k={k}, ch {channels[k]}" for k in ks)]
-    fig = make_subplots(1, 1 + len(ks), subplot_titles=titles, horizontal_spacing=0.03,
-                        column_widths=[1.6] + [1] * len(ks))
-
-    def traces(i: int) -> list:
-        out = [go.Image(source=data_uri(thumbs[i]), hoverinfo="skip")]
-        out += [go.Heatmap(z=filters[i][k][channels[k]], zmin=-zmax, zmax=zmax, zmid=0,
-                           colorscale=FILTER_SCALE, showscale=j == len(ks) - 1,
-                           colorbar=dict(thickness=10),
-                           hovertemplate="tap (%{y}, %{x}): %{z:.4f}<extra></extra>")
-                for j, k in enumerate(ks)]
-        return out
-
-    for col, tr in enumerate(traces(factors.index(1.0) if 1.0 in factors else 0), start=1):
-        fig.add_trace(tr, 1, col)
-    fig.frames = [go.Frame(data=traces(i), name=f"{f:g}", traces=list(range(1 + len(ks))))
-                  for i, f in enumerate(factors)]
-    steps = [dict(method="animate", label=f"{f:g}×",
-                  args=[[f"{f:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
-             for f in factors]
-    fig.update_layout(
-        height=height, margin=dict(l=8, r=8, t=40, b=8),
-        sliders=[dict(steps=steps, active=factors.index(1.0) if 1.0 in factors else 0,
-                      currentvalue=dict(prefix="input scale: "), pad=dict(t=30))],
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.25, xanchor="left",
-                          buttons=[dict(label="▶ play", method="animate",
-                                        args=[None, dict(frame=dict(duration=700, redraw=True),
-                                                         fromcurrent=True)])])])
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")
-    fig.update_yaxes(scaleanchor="x", row=1, col=1)
-    for j in range(len(ks)):
-        fig.update_yaxes(scaleanchor=f"x{j + 2}", row=1, col=j + 2)
     return fig

@@ -22,16 +22,14 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
 from gradio import processing_utils
 from PIL import Image
 
 from dmnet import CheckpointError, DMNet
 
 from . import models
-from .analysis import (Analysis, Prediction, analyse, filter_bank, predict, reference_images,
-                       segmentation_precision)
-from .filters import input_dependence, rank_channels
+from .analysis import Analysis, Prediction, analyse, predict, runner, segmentation_precision
+from .dynamics import Reference, reference
 from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key, read_image,
                      read_mask)
 
@@ -91,16 +89,6 @@ class Seen:
 
 
 @dataclass
-class Ranking:
-    """Channels of each branch, sorted by how much their filters vary across reference inputs."""
-
-    order: dict[int, np.ndarray]  # k -> channel indices, most input-dependent first
-    score: dict[int, np.ndarray]  # k -> (C,) the std of the filter taps across inputs
-    mean: dict[int, np.ndarray]  # k -> (C, k, k) the mean filter over the reference inputs
-    inputs: int  # how many reference inputs
-
-
-@dataclass
 class Segmented:
     """An image's segmentation, as the Segmentation view shows it."""
 
@@ -113,8 +101,7 @@ class Segmented:
 
 # (model key, image key, precision) -> the pass: an Analysis in fp32, else a Prediction
 _analyses: OrderedDict[tuple[str, str, str], Prediction] = OrderedDict()
-_rankings: dict[str, Ranking] = {}
-_static: dict[str, DMNet] = {}
+_rankings: dict[str, Reference] = {}
 _lock = threading.Lock()
 
 
@@ -169,43 +156,25 @@ def _pass(key: str, model: DMNet, pic: Picture, precision: str) -> Prediction:
     return found
 
 
-def ranking(key: str) -> Ranking:
-    """The channel ranking of a model, computed once from its reference inputs."""
+def ranking(key: str) -> Reference:
+    """The model's filters over its fixed reference inputs (`app.dynamics`): the mean filters
+    (the static part) and the channels ranked by how much their dynamic part varies. Computed
+    once per model, on the fp32 runner that makes every analysis."""
     with _lock:
         if key in _rankings:
             return _rankings[key]
-    model = models.get_model(key)
-    bank = filter_bank(model, reference_images(model.preset.dataset))
-    score = {k: input_dependence(b) for k, b in bank.items()}
-    result = Ranking({k: rank_channels(s) for k, s in score.items()}, score,
-                     {k: b.mean(0) for k, b in bank.items()}, len(next(iter(bank.values()))))
+    result = reference(runner(models.get_model(key)))
     with _lock:
         _rankings[key] = result
     return result
 
 
-def static_model(key: str) -> DMNet:
-    """The model with every generated filter replaced by its mean over the reference inputs:
-    the same head with input-independent filters (`training.ablation`'s static baseline)."""
-    from training.ablation import with_static_filters
-
-    with _lock:
-        if key in _static:
-            return _static[key]
-    model = models.get_model(key)
-    mean = {k: torch.from_numpy(m) for k, m in ranking(key).mean.items()}
-    result = with_static_filters(model, mean).eval()
-    with _lock:
-        _static[key] = result
-    return result
-
-
-def channel_choices(r: Ranking, k: int) -> list[tuple[str, int]]:
+def channel_choices(r: Reference, k: int) -> list[tuple[str, int]]:
     """Dropdown entries for branch k: most input-dependent channel first, with its score."""
     return [(f"ch {c} · varies {r.score[k][c]:.3g}", int(c)) for c in r.order[k]]
 
 
-def valid_channel(r: Ranking, k: int, channel: int | float | str | None) -> int:
+def valid_channel(r: Reference, k: int, channel: int | float | str | None) -> int:
     """The requested channel if it exists in branch k, else the most input-dependent one."""
     try:
         c = int(channel)

@@ -37,8 +37,10 @@ k = 1, 3, 5, 7. In each DCM:
    `adaptive_avg_pool2d` does.
 2. **Generated filters** — a 1×1 conv maps each pooled cell to one tap of a k×k filter *per
    channel*. The heatmap shows one channel's filter; the colour scale is shared by all columns.
-   The channel picker lists channels by how much their filter varies across different inputs
-   (standard deviation over reference images): the top ones are the most *dynamic*.
+   The two panels split it: the **mean** filter (its average over the model's fixed reference
+   images, the same for every image) and the **dynamic part** (what this image adds), on one
+   colour scale. The channel picker lists channels by how much their dynamic part varies
+   across the reference images: the top ones are the most *dynamic*.
 3. **Activations** — x, reduced by a 1×1 conv, is convolved depthwise: channel c with its own
    filter, the same at every position. The maps show the output's channel mean and the chosen
    channel, over the pixels each feature cell sees.
@@ -72,21 +74,33 @@ the filters does for this image.
 
 Reference: {PAPER}."""
 
-COMPARE = f"""**Adaptation, made visible.** The same model, the same branch and channel, two
-images: the filters differ because they are computed from each image. The line plot gives, for
-every channel of every branch with k > 1, the cosine similarity of A's and B's filter: 1 = the
-same shape (up to scale), 0 = unrelated, −1 = inverted. Channels near 1 act like a static
-filter; channels far from 1 are where DMNet adapts. (For k = 1 a filter is a single number, so
-only the whole bank's cosine is given in the table.)
+COMPARE = f"""**Adaptation, made visible.** Every generated filter is the sum of two parts:
+the **mean** filter (the same for every image: its average over a fixed set of reference
+images, named in the model's status line at the top left) and the **dynamic part** (what this image
+changed). The mean is large and the same for A and B, so the raw filters of two images always
+look alike (cosine 0.95–1.0). That is why the plots here compare only the dynamic parts: the
+panel shows the mean and A's and B's dynamic parts on one colour scale, and the line plot gives,
+for every channel of every branch, the cosine of A's and B's dynamic parts: 1 = they push the
+filter the same way, 0 = unrelated, −1 = opposite ways (for k = 1 the dynamic part is a single
+number, so its cosine is only +1 or −1). The table gives both cosines, raw and
+dynamic, so you can see how much the mean hides.
 
 Reference: {PAPER}."""
 
-SWEEP = f"""**Scale sweep.** The image is resized from 0.5× to 2× and fed to the network *as it
-is* (bypassing the test-time resize), so objects really appear smaller or larger. The pooled
-context changes with the scale, so the generated filters change: the left plot gives each
-branch's filter bank's cosine similarity to the 1× filters, the right one how many pixels keep
-their 1× class (and the mIoU against a true mask). Use the slider (or ▶) on the animation to see
-the prediction and each branch's chosen channel (from the Branches tab) at every scale. Stop
+TRANSPLANT = """**Filter transplant: what do the adapted filters do?** Run image B with the filters
+that DMNet generated for image A (in one branch, or in all of them), or the other way round.
+Everything else is B's own: its features, its other branches. Pixels that change class (shown in
+their new colour) were decided by the adaptation to the image. As a yardstick, the second
+picture gives B with the *static* mean filters in the same branches: no adaptation at all. If
+A's filters change many pixels, the filters really are specific to the image they came from."""
+
+SWEEP = f"""**Scale sweep.** The model input (the image at the model's test scale, exactly as the
+Segmentation tab feeds it) is resized from 0.5× to 2×, so objects really appear smaller or
+larger. The pooled context changes with the scale, so the generated filters change. Move the
+slider (or press ▶) to step through the scales: the prediction, and for each branch the chosen
+channel (from the Branches tab) as its mean filter and its dynamic part at that scale, with the
+cosine of that scale's dynamic part to the one at 1×. The line plots give the same cosine for
+every branch and how many pixels keep their 1× class (and the mIoU against a true mask). Stop
 cancels the sweep between scales.
 
 Reference: {PAPER}."""

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import actions, models, text
+from . import actions, models, sweep_view, text
 from .diagram import architecture_svg
 from .events import wire
-from .experiments import ABLATIONS
+from .experiments import ABLATIONS, ALL_BRANCHES, TRANSPLANTS
 from .images import list_examples
 
 EXAMPLES_DIR = models.ROOT / "assets" / "examples"  # or $DMNET_EXAMPLES
@@ -204,15 +204,38 @@ def compare_tab() -> dict:
     with gr.Row():
         pred_a = gr.Image(label="A: prediction", interactive=False, height=250, format="jpeg")
         pred_b = gr.Image(label="B: prediction", interactive=False, height=250, format="jpeg")
-        pair = gr.Plot(show_label=False, elem_id="compare-pair")
+        pair = gr.Plot(show_label=False, elem_id="compare-pair", scale=2)
     lines = gr.Plot(show_label=False)
-    table = gr.Dataframe(headers=["branch", "cosine of the whole bank",
-                                  "mean cosine per channel", "least similar channels"],
+    table = gr.Dataframe(headers=["branch", "raw cosine", "dynamic cosine",
+                                  "mean per-channel cosine (dynamic)", "least similar channels"],
                          interactive=False)
     gr.Markdown(text.COMPARE, elem_classes="teach")
     return dict(image_b=image_b, seed_b=seed_b, scene_b=scene_b, branch=branch,
                 channel=channel, run=run, pred_a=pred_a, pred_b=pred_b, pair=pair, lines=lines,
-                table=table)
+                table=table, **transplant_panel())
+
+
+def transplant_panel() -> dict:
+    gr.Markdown("### Filter transplant")
+    with gr.Row():
+        direction = gr.Radio(list(TRANSPLANTS), value=TRANSPLANTS[0], label="run",
+                             elem_id="transplant-direction")
+        where = gr.Radio([ALL_BRANCHES, "k=1", "k=3", "k=5", "k=7"], value=ALL_BRANCHES,
+                         label="in", elem_id="transplant-branch")
+        go = gr.Button("Transplant", variant="primary", elem_id="transplant-run")
+    with gr.Row(elem_id="transplant-images"):
+        own = gr.Image(label="its own filters", interactive=False, height=220, format="png")
+        moved = gr.Image(label="the other image's filters", interactive=False, height=220,
+                         format="png", elem_id="transplant-moved")
+    with gr.Row():
+        static = gr.Image(label="static (mean) filters: changed pixels", interactive=False,
+                          height=220, format="png")
+        changed = gr.Image(label="other image's filters: changed pixels", interactive=False,
+                           height=220, format="png", elem_id="transplant-changed")
+    summary = gr.Markdown(elem_id="transplant-summary")
+    gr.Markdown(text.TRANSPLANT, elem_classes="teach")
+    return dict(direction=direction, where=where, transplant=go,
+                transplant_out=[own, static, moved, changed, summary])
 
 
 def sweep_tab() -> dict:
@@ -220,13 +243,11 @@ def sweep_tab() -> dict:
         run = gr.Button("Run the scale sweep (0.5× … 2×)", variant="primary")
         stop = gr.Button("Stop", variant="stop")
     status = gr.Markdown()
-    animation = gr.Plot(show_label=False, elem_id="sweep-animation")
+    animation = gr.HTML(sweep_view.PLACEHOLDER, elem_id="sweep-animation",
+                        js_on_load=sweep_view.JS, css_template=sweep_view.CSS, min_height=120)
     lines = gr.Plot(show_label=False)
-    gallery = gr.Gallery(label="prediction at each scale", columns=6, height=260,
-                         format="jpeg")
     gr.Markdown(text.SWEEP, elem_classes="teach")
-    return dict(run=run, stop=stop, status=status, animation=animation, lines=lines,
-                gallery=gallery)
+    return dict(run=run, stop=stop, status=status, animation=animation, lines=lines)
 
 
 def max_upload_mb() -> int:

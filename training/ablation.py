@@ -66,18 +66,26 @@ class StaticFilters(nn.Module):
 
 
 @torch.no_grad()  # not inference_mode: the means become buffers of a model used anywhere
-def mean_filters(model: DMNet, data: Dataset, limit: int | None = None,
-                 progress: bool = False) -> dict[int, Tensor]:
-    """Per filter size k, the (C, k, k) mean of the generated filters over `data`'s images, each
-    seen through the single-scale test pipeline."""
+def generated_filters(model: DMNet, data: Dataset, limit: int | None = None,
+                      progress: bool = False) -> dict[int, Tensor]:
+    """Per filter size k, the (R, C, k, k) filters generated for the first R = `limit` images of
+    `data` (all by default), each seen through the single-scale test pipeline."""
     preset, n = model.preset, min(len(data), limit or len(data))
-    sums: dict[int, Tensor] = {}
-    for i in tqdm(range(n), disable=not progress, desc="mean filters", leave=False):
+    banks: dict[int, list[Tensor]] = {}
+    for i in tqdm(range(n), disable=not progress, desc="generated filters", leave=False):
         image = data[i][0]
         x = normalize(test_resize(image, preset.test_scale), preset.mean, preset.std)
         for k, f in model.inspect(x.to(model.device)).filters.items():
-            sums[k] = sums.get(k, 0) + f[0].double()
-    return {k: (s / n).float() for k, s in sums.items()}
+            banks.setdefault(k, []).append(f[0].float().cpu())
+    return {k: torch.stack(b) for k, b in banks.items()}
+
+
+def mean_filters(model: DMNet, data: Dataset, limit: int | None = None,
+                 progress: bool = False) -> dict[int, Tensor]:
+    """Per filter size k, the (C, k, k) mean of the generated filters over `data`'s images (summed
+    in float64), on the model's device."""
+    return {k: b.double().mean(0).float().to(model.device)
+            for k, b in generated_filters(model, data, limit, progress).items()}
 
 
 def with_static_filters(model: DMNet, filters: dict[int, Tensor]) -> DMNet:

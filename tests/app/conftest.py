@@ -55,8 +55,7 @@ def demo_env(demo_checkpoint, monkeypatch):
 
     monkeypatch.setenv("DMNET_DEMO_CHECKPOINT", str(demo_checkpoint))
     for module, name in ((models, "_models"), (models, "_notes"), (models, "_uploads"),
-                         (runtime, "_analyses"), (runtime, "_rankings"),
-                         (runtime, "_static")):
+                         (runtime, "_analyses"), (runtime, "_rankings")):
         monkeypatch.setattr(module, name, type(getattr(module, name))())
     return demo_checkpoint
 

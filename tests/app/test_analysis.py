@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dmnet
-from app.analysis import analyse, filter_bank, reference_images, runner, sweep_frame
+from app.analysis import analyse, runner, sweep_frame
 from dmnet.heads import ConvModule
 from dmnet.winograd import WinogradConv2d
 
@@ -44,34 +44,14 @@ def test_forward_passes_run_on_one_optimized_copy_per_model(model):
     assert runner(elsewhere) is elsewhere
 
 
-def test_sweep_frame_feeds_the_resized_image_as_it_is(model):
+def test_sweep_frame_resizes_the_model_input_and_is_the_analysis_at_1x(model):
     image = rgb_noise(64, 96)
+    a = analyse(model, image)
     frame = sweep_frame(model, image, 2.0)
-    assert frame.input_size == (128, 192) and frame.label.shape == (64, 96)
+    assert frame.input_size == tuple(2 * s for s in a.input_size)
+    assert frame.label.shape == (64, 96)
     assert frame.filters[5].shape == (model.preset.head_channels, 5, 5)
     same = sweep_frame(model, image, 1.0)
-    assert same.input_size == (64, 96)
-
-
-def test_filter_bank_and_reference_images(model):
-    refs = reference_images("multiscale_shapes", count=3, side=64)
-    assert len(refs) == 3 and refs[0].shape == (64, 64, 3)
-    bank = filter_bank(model, refs)
-    assert bank[7].shape == (3, model.preset.head_channels, 7, 7)
-    photos = reference_images("cityscapes", side=96)  # the photos every non-shapes model uses
-    assert len(photos) == 6
-    assert all(max(p.shape[:2]) == 96 and p.shape[2] == 3 and p.dtype == np.uint8 for p in photos)
-
-
-def test_static_model_applies_the_mean_filters_of_the_reference_inputs(demo_env):
-    from app import runtime
-
-    r = runtime.ranking("demo")
-    static = runtime.static_model("demo")
-    assert runtime.static_model("demo") is static and r.inputs == 6  # computed once
-    for k, f in static.inspect(torch.randn(2, 3, 64, 48)).filters.items():
-        assert f.shape == (2, *r.mean[k].shape)
-        np.testing.assert_allclose(f[1].numpy(), r.mean[k], rtol=1e-6)
-    model = runtime.models.get_model("demo")
-    assert not torch.equal(model.inspect(torch.randn(1, 3, 64, 48)).filters[3][0],
-                           torch.from_numpy(r.mean[3]))  # the live model still adapts
+    assert same.input_size == a.input_size and np.array_equal(same.label, a.label)
+    for k, f in a.filters.items():
+        np.testing.assert_array_equal(same.filters[k], f)

@@ -61,14 +61,14 @@ def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, phot
 
     page.get_by_role("tab", name="Compare A/B").click()
     page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))
-    expect(page.get_by_text("cosine of the whole bank")).to_be_visible()
+    expect(page.get_by_text("dynamic cosine", exact=True)).to_be_visible()
     expect(page.locator("#compare-pair .js-plotly-plot")).to_be_visible()
     page.screenshot(path=screenshots / "04_compare.png", full_page=True)
 
     page.get_by_role("tab", name="Scale sweep").click()
     page.get_by_role("button", name=re.compile("Run the scale sweep")).click()
     expect(page.get_by_text(re.compile(r"Done: 6 scales"))).to_be_visible()
-    expect(page.locator("#sweep-animation .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#sweep-animation .sw-frame:not([hidden]) img")).to_be_visible()
     page.screenshot(path=screenshots / "05_sweep.png", full_page=True)
 
     page.get_by_role("tab", name="About DMNet").click()

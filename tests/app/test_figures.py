@@ -12,13 +12,12 @@ THUMB = np.zeros((120, 160, 3), np.uint8)
 def test_every_figure_has_an_explicit_height():
     k3 = np.random.default_rng(0).normal(size=(3, 3))
     figs = [
-        figures.filter_heatmap(k3, 1.0, "f"),
+        figures.filter_panels([("mean", k3), ("dynamic", -k3)], 1.0, "f"),
         figures.pooling_grid(THUMB, (15, 20), 3),
         figures.activation_overlay(THUMB, np.ones((15, 20)), "a"),
         figures.class_bars(["a", "b"], [(1, 2, 3), (4, 5, 6)], [0.4, 0.6], [0.5, float("nan")]),
         figures.part_bars(["x", "k=1"], [0.3, 0.7], [(0, 0, 0), (1, 1, 1)], "t"),
         figures.cosine_lines({3: np.ones(8)}, 2, {3: (1, 2, 3)}),
-        figures.filter_pair(k3, -k3, 1.0, "t"),
         figures.sweep_lines([0.5, 1.0, 2.0], {3: [0.9, 1, 0.8]}, [0.7, 1, 0.6], None,
                             {3: (1, 2, 3)}),
     ]
@@ -38,16 +37,10 @@ def test_pooling_grid_draws_every_bin_with_its_cells():
 
 
 def test_filter_colour_scale_is_shared_and_symmetric():
-    fig = figures.filter_pair(np.ones((5, 5)), -np.ones((5, 5)), 2.5, "t")
-    assert [(t.zmin, t.zmax) for t in fig.data] == [(-2.5, 2.5), (-2.5, 2.5)]
-
-
-def test_sweep_animation_has_one_frame_per_scale():
-    factors = [0.5, 1.0, 2.0]
-    filters = [{3: np.zeros((4, 3, 3)), 5: np.zeros((4, 5, 5))} for _ in factors]
-    fig = figures.sweep_animation(factors, [THUMB] * 3, filters, {3: 1, 5: 2}, 1.0)
-    assert [f.name for f in fig.frames] == ["0.5", "1", "2"]
-    assert len(fig.data) == 3 and fig.layout.sliders[0].active == 1
+    fig = figures.filter_panels([("a", np.ones((5, 5))), ("b", -np.ones((5, 5))),
+                                 ("c", np.zeros((5, 5)))], 2.5, "t")
+    assert [(t.zmin, t.zmax) for t in fig.data] == [(-2.5, 2.5)] * 3
+    assert [t.showscale for t in fig.data] == [False, False, True]  # one colour bar
 
 
 def test_overlays():

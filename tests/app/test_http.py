@@ -11,10 +11,12 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from app.dynamics import SCENES
+
 from .conftest import serve
 
 ENDPOINTS = {"/load_model", "/upload_checkpoint", "/generate_scene", "/segment", "/branches",
-             "/branch_column", "/attribution", "/ablate", "/compare", "/sweep"}
+             "/branch_column", "/attribution", "/ablate", "/compare", "/transplant", "/sweep"}
 
 
 def test_every_main_action_is_a_named_endpoint(client):
@@ -70,7 +72,8 @@ def test_attribution_and_ablation(client, scene):
     assert rows["headers"][0] == "class"
     changed, rows, summary = client.predict("demo", image, mask, "static filters", [],
                                             api_name="/ablate")
-    assert "mean over the 6 reference inputs" in summary and "mIoU" in summary
+    assert f"mean over the first {SCENES} MultiScaleShapes validation scenes" in summary
+    assert "mIoU" in summary
 
 
 def test_compare_two_images(client, scene, photo):
@@ -78,7 +81,8 @@ def test_compare_two_images(client, scene, photo):
                          api_name="/compare")
     pred_a, pred_b, pair, lines, table = out
     assert [row[0] for row in table["data"]] == ["k=1", "k=3", "k=5", "k=7"]
-    assert all(-1 <= row[1] <= 1 for row in table["data"])
+    assert all(-1 <= row[1] <= 1 and -1 <= row[2] <= 1 for row in table["data"])
+    assert table["headers"][1:3] == ["raw cosine", "dynamic cosine"]
 
 
 def test_sweep_streams_every_scale(client, scene):
@@ -86,8 +90,9 @@ def test_sweep_streams_every_scale(client, scene):
                         None, None, None, None, api_name="/sweep")
     outputs = list(job)
     assert len(outputs) == 6
-    assert outputs[0][3] == "1/6 scales done" and outputs[-1][3].startswith("Done: 6 scales")
-    assert len(outputs[-1][2]) == 6  # one prediction per scale in the gallery
+    assert outputs[0][2] == "1/6 scales done" and outputs[-1][2].startswith("Done: 6 scales")
+    assert outputs[-1][0].count("class='sw-frame'") == 6  # one frame per scale in the view
+    assert "exactly the Segmentation tab's prediction" in outputs[-1][0]
 
 
 def test_bad_images_get_clear_messages(client, tmp_path):
