@@ -66,8 +66,8 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
     keep, picker = class_filter(shown, a.label, a.classes, [int(c) for c in present])
     if shown in a.classes:  # pixels that were of the class or became it
         keep |= after == a.classes.index(shown)
-    view = overlays.readable(a.image, overlays.colorize(after, a.palette),
-                             keep & (after != a.label), a.label, opacity)
+    view = overlays.readable(a.image, overlays.colorize(after, a.palette), after != a.label,
+                             a.label, opacity, dim=~keep)
     return view, rows, summary, picker
 
 

@@ -68,7 +68,7 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     present = [c for c in range(len(a.classes)) if counts[c].sum() > 0]
     keep, picker = class_filter(shown, a.label, a.classes, present)
     lut = np.asarray(colors, np.uint8)
-    view = overlays.readable(a.image, lut[winner], keep, a.label, opacity)
+    view = overlays.readable(a.image, lut[winner], keep, a.label, opacity, dim=~keep)
     cell = cell_of(point, a.feature_size)
     view = overlays.mark_cell(view, cell, a.feature_size)
     total = counts.sum(0)

@@ -130,7 +130,7 @@ def margin_bars(names: list[str], values: list[float], colors: list[tuple[int, i
     labels = [*names, "shift + bias"]
     fig = go.Figure(go.Bar(x=labels, y=[*values, rest],
                            marker_color=[*(hex_color(c) for c in colors), "#bbbbbb"],
-                           texttemplate="%{y:+.2f}", textposition="outside",
+                           text=[f"{v:+.2f}" for v in [*values, rest]], textposition="outside",
                            hovertemplate="%{x}: %{y:+.3f}<extra></extra>"))
     top = max(abs(v) for v in [*values, rest, 1e-6]) * 1.3
     fig.add_hline(y=0, line=dict(color="#444", width=1))
@@ -144,8 +144,8 @@ def roles_plot(groups: list[str], names: list[str], decides: np.ndarray, cost: n
                colors: list[tuple[int, int, int]], height: int = 340) -> go.Figure:
     """Per object-size group (rows of `decides` and `cost`, (G, P)): which input decides its
     pixels (stacked shares, left) and the accuracy lost when each input is removed (right)."""
-    fig = make_subplots(1, 2, horizontal_spacing=0.1, subplot_titles=(
-        "which input decides the pixels", "accuracy lost when the input is removed"))
+    fig = make_subplots(1, 2, horizontal_spacing=0.12, subplot_titles=(
+        "which input decides the pixels", "accuracy lost without the input"))
     base = np.zeros(len(groups))
     for j, (name, color) in enumerate(zip(names, colors, strict=True)):
         share = 100 * decides[:, j]

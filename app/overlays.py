@@ -76,17 +76,19 @@ def display_size(shape: tuple[int, ...], side: int = DISPLAY) -> tuple[int, int]
     return max(1, round(h * f)), max(1, round(w * f))
 
 
-def readable(image: np.ndarray, layer: np.ndarray, keep: np.ndarray, label: np.ndarray,
-             opacity: float, side: int = DISPLAY) -> np.ndarray:
-    """A map to be read at display size (long side `side`): `layer` (H, W, 3) colours where `keep`
+def readable(image: np.ndarray, layer: np.ndarray, show: np.ndarray, label: np.ndarray,
+             opacity: float, dim: np.ndarray | None = None, side: int = DISPLAY) -> np.ndarray:
+    """A map to be read at display size (long side `side`): `layer` (H, W, 3) colours where `show`
     (H, W) is true and light gray elsewhere, upscaled by nearest neighbour (one map cell = one
-    flat block), with the image under it at `opacity` (0 = the map only, 1 = the image only;
-    where `keep` is false the image shows `LEFT_OUT` as much) and the class boundaries of `label` (H, W) drawn as thin dark lines."""
+    flat block), with the image under it at `opacity` (0 = the map only, 1 = the image only),
+    the pixels of `dim` (H, W; those a class filter leaves out) light gray with the image at
+    `LEFT_OUT` of that, and the class boundaries of `label` (H, W) as thin dark lines."""
     size = display_size(image.shape, side)
-    shown = np.where(keep[..., None], layer, np.uint8(FILTERED))
+    dim = np.zeros(label.shape, bool) if dim is None else dim
+    shown = np.where((show & ~dim)[..., None], layer, np.uint8(FILTERED))
     under = np.array(Image.fromarray(image).resize(size[::-1], Image.Resampling.BILINEAR))
     opacity = float(np.clip(opacity, 0, 1))
-    alpha = np.where(upsample_nearest(keep, size), opacity, opacity * LEFT_OUT)
+    alpha = np.where(upsample_nearest(dim, size), opacity * LEFT_OUT, opacity)
     out = blend(upsample_nearest(shown, size), under, alpha)
     up = upsample_nearest(label, size)
     edge = np.zeros(size, bool)

@@ -174,18 +174,16 @@ def attribution_tab() -> dict:
             dominance = gr.Image(label="which input decides each pixel (click a pixel)",
                                  interactive=False, height=530, format="png",
                                  elem_id="attribution-map")
-            legend = gr.HTML(elem_id="attribution-legend")
-            with gr.Row():
-                opacity = gr.Slider(0, 1, value=0, step=0.05, elem_id="attribution-opacity",
-                                    label="image under the map (0 = map only, 1 = image only)")
-                shown = gr.Radio([ALL], value=ALL, label="show the pixels of class",
-                                 elem_id="attribution-class")
         with gr.Column(scale=2):
             bars = gr.Plot(show_label=False, elem_id="pixel-bars")
-            table = gr.Dataframe(headers=["class", "pixels %", "x", "k=1", "k=3", "k=5", "k=7"],
-                                 interactive=False, elem_id="attribution-classes",
-                                 label="which input decides, per predicted class (% of its "
-                                       "pixels)")
+            legend = gr.HTML(elem_id="attribution-legend")
+            opacity = gr.Slider(0, 1, value=0, step=0.05, elem_id="attribution-opacity",
+                                label="image under the map: 0 = map only, 1 = image only")
+            shown = gr.Radio([ALL], value=ALL, label="show only the pixels of class",
+                             elem_id="attribution-class")
+    table = gr.Dataframe(headers=["class", "pixels %", "x", "k=1", "k=3", "k=5", "k=7"],
+                         interactive=False, elem_id="attribution-classes",
+                         label="which input decides, per predicted class (% of its pixels)")
     point = gr.State(None)  # the clicked pixel, as fractions (x, y) of the image
     gr.Markdown("### Branch roles by object size", elem_id="roles")
     with gr.Row():
@@ -206,9 +204,9 @@ def attribution_tab() -> dict:
             summary = gr.Markdown(elem_id="ablation-summary")
             changes_opacity = gr.Slider(0, 1, value=0.3, step=0.05,
                                         elem_id="ablation-opacity",
-                                        label="image under the changes (0 = changes only)")
-            changes_shown = gr.Radio([ALL], value=ALL, label="show the changes of class",
-                                     elem_id="ablation-class")
+                                        label="image under the changes: 0 = changes only")
+            changes_shown = gr.Radio([ALL], value=ALL, elem_id="ablation-class",
+                                     label="show only the changes from or to class")
         with gr.Column(scale=3):
             changed = gr.Image(label="changed pixels (in their new class colour)",
                                interactive=False, height=530, format="png",

@@ -94,15 +94,20 @@ def test_readable_maps_are_nearest_upscaled_filtered_and_blended():
     label[:, 4:] = 1
     layer = np.zeros((16, 8, 3), np.uint8)
     layer[..., 2] = np.arange(8) * 30  # one colour per column
-    keep = label == 1
-    view = overlays.readable(image, layer, keep, label, 0.0, side=64)
+    everywhere, keep = np.ones_like(label, bool), label == 1
+    view = overlays.readable(image, layer, everywhere, label, 0.0, dim=~keep, side=64)
     assert view.shape == (64, 32, 3)
     assert (view[:, :16] == overlays.FILTERED).all()  # class 0 left out, light gray
     np.testing.assert_array_equal(view[:, 20:24, 2], np.full((64, 4), 5 * 30))  # nearest
     edge = view[:, 16]  # the class boundary
     assert (edge == overlays.EDGE).all()
-    only_image = overlays.readable(image, layer, np.ones_like(keep), label, 1.0, side=64)
+    only_image = overlays.readable(image, layer, everywhere, label, 1.0, side=64)
     assert (only_image[:, :15] == 200).all()
+    dimmed = overlays.readable(image, layer, everywhere, label, 1.0, dim=~keep, side=64)
+    gray = overlays.FILTERED + overlays.LEFT_OUT * (200 - overlays.FILTERED)
+    assert np.abs(dimmed[:, :15].astype(float) - gray).max() <= 1  # the image shows faintly
+    assert (overlays.readable(image, layer, ~everywhere, label, 0.0, side=64)[:, 17:]
+            == overlays.FILTERED).all()  # nothing shown: light gray
     framed = overlays.mark_cell(view, (1, 0), (2, 1))
     assert (framed[32, 5] == 0).all() and (framed[40, 5] == view[40, 5]).all()
 
