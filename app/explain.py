@@ -25,7 +25,7 @@ ALL = "all classes"  # the class filter's "no filter"
 COLUMNS = (X, *(branch_name(k) for k in (1, 3, 5, 7)))  # the Branches tab's columns
 NEEDS_TRUTH = ("Needs a true mask: generate a scene, or pick an example that has one "
                "(or upload a mask of class ids).")
-ROLE_HEADERS = ["objects", "count", "size px", "accuracy %"]
+ROLE_HEADERS = ["objects · count", "size px", "accuracy %"]  # then one column per input
 
 
 def class_filter(choice: str | None, label: np.ndarray, classes: tuple[str, ...],
@@ -112,8 +112,7 @@ def roles(key: str, image: str | None, truth: str | None):
     if not found:
         return (gr.Dataframe(value=[], headers=headers),
                 message_figure("The true mask holds no pixels of the model's classes."), "")
-    rows = [[g.name if g.name != BACKGROUND else "background (not an object)",
-             g.objects if g.name != BACKGROUND else None,
+    rows = [[f"{g.name} · {g.objects}" if g.name != BACKGROUND else "background",
              "" if g.name == BACKGROUND else f"{g.diameters[0]:.0f}–{g.diameters[1]:.0f}",
              round(100 * g.accuracy, 1),
              *(float(points(w - g.accuracy)) for w in g.without),
@@ -171,9 +170,9 @@ def removal_note(name: str, changed: float, groups: list | None, j: int) -> str:
     note = f"removing **{name}** changes **{100 * changed:.1f}%** of pixels"
     if groups is None:
         return note + " (a true mask adds the accuracy per object size)"
-    costs = [f"{g.name} {100 * g.accuracy:.0f} → {100 * g.without[j]:.0f}% "
+    costs = [f"{g.name}: {100 * g.accuracy:.0f} → {100 * g.without[j]:.0f}% "
              f"(**{points(g.without[j] - g.accuracy)}**)" for g in groups]
-    return note + (". Accuracy on objects: " + ", ".join(costs) if costs else "")
+    return note + ("  \nAccuracy on objects,  \n" + "  \n".join(costs) if costs else "")
 
 
 def points(change: float) -> str:

@@ -72,7 +72,7 @@ def branch_column(name: str, k: int | None) -> Column:
         plots += [gr.Plot(show_label=False), gr.Plot(show_label=False)]
     plots += [gr.Plot(show_label=False), gr.Plot(show_label=False)]
     key = "x" if k is None else k
-    removed = gr.Image(label=f"pixels that change without {name.split()[0]}", interactive=False,
+    removed = gr.Image(label=f"without {name.split()[0]}", interactive=False,
                        height=220, format="png", elem_id=f"removed-{key}")
     return Column(channel, plots, removed, gr.Markdown(elem_id=f"removed-note-{key}"))
 
@@ -186,14 +186,15 @@ def attribution_tab() -> dict:
                          label="which input decides, per predicted class (% of its pixels)")
     point = gr.State(None)  # the clicked pixel, as fractions (x, y) of the image
     gr.Markdown("### Branch roles by object size", elem_id="roles")
+    gr.Markdown(text.ROLES, elem_classes="teach")
     with gr.Row():
         with gr.Column(scale=3):
             roles_plot = gr.Plot(show_label=False, elem_id="roles-plot")
         with gr.Column(scale=2):
             roles_note = gr.Markdown(elem_id="roles-note")
-            roles_table = gr.Dataframe(interactive=False, elem_id="roles-table",
-                                       label="per object size (true mask): accuracy, and "
-                                             "its change without each input (points)")
+    roles_table = gr.Dataframe(interactive=False, elem_id="roles-table",
+                               label="per object size (from the true mask): pixel accuracy, "
+                                     "and its change without each input (points)")
     with gr.Row():
         with gr.Column(scale=2):
             mode = gr.Radio(list(ABLATIONS), value="remove", label="ablation",

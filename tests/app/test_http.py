@@ -71,7 +71,7 @@ def test_attribution_and_ablation(client, scene):
     assert table["headers"] == ["class", "pixels %", "x", "k=1", "k=3", "k=5", "k=7"]
     assert sum(table["data"][0][2:]) == pytest.approx(100, abs=0.5)  # all classes
     roles, plot, note = client.predict("demo", image, mask, api_name="/roles")
-    assert roles["value"]["headers"][0] == "objects" and "objects" in note
+    assert roles["value"]["headers"][0] == "objects · count" and "objects" in note
     changed, rows, summary, shown = client.predict("demo", image, mask, "keep only", ["k=3"],
                                                    0.3, "all classes", api_name="/ablate")
     assert "computed from **k=3**" in summary and "mIoU" in summary

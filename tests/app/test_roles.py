@@ -128,7 +128,7 @@ def test_actions_explain_the_prediction(demo_env, scene):
     assert other.layout.title.text != bars.layout.title.text  # another cell's margin
 
     table, plot, note = explain.roles("demo", image, mask)
-    assert table.headers[:4] == explain.ROLE_HEADERS and table.value["data"]
+    assert table.headers[:3] == explain.ROLE_HEADERS and table.value["data"]
     assert "objects" in note
     assert explain.roles("demo", image, None)[2] == explain.NEEDS_TRUTH
 
