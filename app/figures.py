@@ -112,17 +112,6 @@ def class_bars(classes: list[str], colors: list[tuple[int, int, int]], share: li
     return fig
 
 
-def part_bars(names: list[str], values: list[float], colors: list[tuple[int, int, int]],
-              title: str, height: int = 240) -> go.Figure:
-    """One bar per bottleneck input (x and each branch)."""
-    fig = go.Figure(go.Bar(x=names, y=values, marker_color=[hex_color(c) for c in colors],
-                           texttemplate="%{y:.1%}", textposition="outside",
-                           hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN, title=dict(text=title, font_size=13),
-                      yaxis=dict(tickformat=".0%", range=[0, max(values + [0.01]) * 1.2]))
-    return fig
-
-
 def margin_bars(names: list[str], values: list[float], colors: list[tuple[int, int, int]],
                 rest: float, title: str, height: int = 300) -> go.Figure:
     """One pixel's margin split by input (signed: > 0 pushes towards the predicted class), and the

@@ -62,13 +62,6 @@ def upsample_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return values[rows][:, cols]
 
 
-def dominance(image: np.ndarray, winner: np.ndarray, colors: list[tuple[int, int, int]],
-              alpha: float = 0.65) -> np.ndarray:
-    """The image coloured by which part wins at each feature cell (winner: (h8, w8) indices)."""
-    lut = np.asarray(colors, np.uint8)
-    return blend(image, lut[upsample_nearest(winner, image.shape[:2])], alpha)
-
-
 def display_size(shape: tuple[int, ...], side: int = DISPLAY) -> tuple[int, int]:
     """(H, W) with the long side `side` and the ratio of `shape` (H, W, ...), at least 1 px."""
     h, w = shape[:2]
