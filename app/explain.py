@@ -9,8 +9,6 @@ class filter.
 
 from __future__ import annotations
 
-import math
-
 import gradio as gr
 import numpy as np
 
@@ -172,7 +170,7 @@ def removal_note(name: str, changed: float, groups: list | None, j: int) -> str:
         return note + " (a true mask adds the accuracy per object size)"
     costs = [f"{g.name}: {100 * g.accuracy:.0f} → {100 * g.without[j]:.0f}% "
              f"(**{points(g.without[j] - g.accuracy)}**)" for g in groups]
-    return note + ("  \nAccuracy on objects,  \n" + "  \n".join(costs) if costs else "")
+    return note + ("  \nAccuracy on objects, by size:  \n" + "  \n".join(costs) if costs else "")
 
 
 def points(change: float) -> str:
