@@ -13,10 +13,10 @@ import gradio as gr
 import numpy as np
 
 from . import overlays
-from .analysis import X, branch_name, margin_shares
+from .analysis import X, branch_name
 from .attribution import cell_margin, decisions, logit_parts
 from .figures import margin_bars, message_figure, roles_plot
-from .roles import BACKGROUND, branch_roles, changed_share, removed_labels
+from .roles import BACKGROUND, branch_roles, changed_share, decider, removed_labels
 from .runtime import gpu, see, user_errors
 
 ALL = "all classes"  # the class filter's "no filter"
@@ -61,7 +61,7 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     a = see(key, image).analysis
     names = list(a.part_names)
     colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
-    winner = overlays.upsample_nearest(margin_shares(a).argmax(0), a.image.shape[:2])
+    winner = decider(a)  # (H, W)
     counts = decisions(a.label, winner, len(a.classes), len(names))  # (classes, P)
     present = [c for c in range(len(a.classes)) if counts[c].sum() > 0]
     keep, picker = class_filter(shown, a.label, a.classes, present)

@@ -106,14 +106,15 @@ def branch_roles(a: Analysis, truth: np.ndarray,
     objects = find_objects(truth, a.classes)
     winner = decider(a)
     side = max(truth.shape)
-    bucket = np.array(["", *objects.buckets], dtype=object)[objects.ids]  # (H, W) bucket names
+    order = list(BUCKETS)
+    bucket = np.array([-1, *(order.index(b) for b in objects.buckets)])[objects.ids]  # (H, W)
     background = [c for c, n in enumerate(a.classes) if n.lower() == BACKGROUND]
     groups = []
     for name, (lo, hi) in [*BUCKETS.items(), (BACKGROUND, (0.0, 0.0))]:
         if name == BACKGROUND:
             where = np.isin(truth, background) & (truth != IGNORE)
         else:
-            where = bucket == name
+            where = bucket == order.index(name)
         n = int(where.sum())
         decides = np.bincount(winner[where], minlength=len(names)) / max(n, 1)
         truth_here = truth[where]
