@@ -17,9 +17,9 @@ import numpy as np
 from dmnet.presets import DATASETS
 
 from . import models, overlays
-from .analysis import X, alone_label, branch_name, margin_shares
+from .analysis import X
 from .dynamics import dynamic_part, dynamic_share
-from .figures import activation_overlay, class_bars, filter_panels, part_bars, pooling_grid
+from .figures import activation_overlay, class_bars, filter_panels, pooling_grid
 from .filters import shared_range
 from .images import SCENE_DATASET, generate_scene, read_mask
 from .metrics import iou, mean_iou, pixel_share
@@ -190,14 +190,11 @@ def select_class(evt: gr.SelectData) -> str:
 
 # --- branches -------------------------------------------------------------------------------------
 
-def agreement(label: np.ndarray, fused: np.ndarray) -> float:
-    return float((label == fused).mean())
-
-
 @user_errors
 @gpu
 def branch_column(key: str, image: str | None, k: int, channel: int | None):
-    """One branch's column: channel picker, filter, pooling grid, activations, alone prediction."""
+    """One branch's column: channel picker, filter, pooling grid, activations (what removing the
+    branch changes is `explain.removals`)."""
     seen = see(key, image)
     a = seen.analysis
     r = ranking(key)
@@ -210,7 +207,6 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
     mean = r.mean[k][c]
     dyn = dynamic_part(a.filters[k][c], mean)
     act = a.branches[k]
-    alone = alone_label(a, branch_name(k))
     rank = int(np.flatnonzero(r.order[k] == c)[0]) + 1
     return (
         gr.Dropdown(choices=channel_choices(r, k), value=c),
@@ -220,27 +216,20 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
         pooling_grid(thumb, a.feature_size, k),
         activation_overlay(thumb, act.mean(0).numpy(), f"k={k} output: channel mean"),
         activation_overlay(thumb, act[c].numpy(), f"k={k} output: channel {c}"),
-        overlays.overlay(a.image, alone, a.palette),
-        f"k={k} alone agrees with the fused prediction on "
-        f"**{100 * agreement(alone, a.label):.1f}%** of pixels",
     )
 
 
 @user_errors
 @gpu
 def skip_column(key: str, image: str | None):
-    """The x column: the backbone features that skip the DCMs, and their prediction alone."""
+    """The x column: the backbone features that skip the DCMs."""
     seen = see(key, image)
     a = seen.analysis
     thumb = overlays.thumbnail(a.image, THUMB)
     norm = a.split.parts[a.part_names.index(X)].norm(dim=0).numpy()
-    alone = alone_label(a, X)
     return (
         activation_overlay(thumb, a.x_mean, "x: channel mean"),
         activation_overlay(thumb, norm, "x → bottleneck (L2 norm)"),
-        overlays.overlay(a.image, alone, a.palette),
-        f"x alone agrees with the fused prediction on "
-        f"**{100 * agreement(alone, a.label):.1f}%** of pixels",
     )
 
 
@@ -252,30 +241,7 @@ def fused(key: str, image: str | None):
     return overlays.overlay(a.image, a.label, a.palette)
 
 
-# --- attribution ----------------------------------------------------------------------------------
-
-@user_errors
-@gpu
-def attribution(key: str, image: str | None):
-    """Which input of the bottleneck decides each pixel, and how often each one does."""
-    a = see(key, image).analysis
-    margins = margin_shares(a)  # (P, h8, w8)
-    winner = margins.argmax(0)
-    names = list(a.part_names)
-    colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
-    wins = np.bincount(winner.ravel(), minlength=len(names)) / winner.size
-    magnitude = np.abs(margins).sum((1, 2))
-    magnitude = magnitude / max(magnitude.sum(), 1e-12)
-    legend = " ".join(f"<span style='display:inline-block;padding:2px 8px;margin:2px;"
-                      f"border-radius:4px;color:white;background:{overlays.hex_color(c)}'>"
-                      f"{n}</span>" for n, c in zip(names, colors, strict=True))
-    rows = [[n, round(100 * float(w), 1), round(100 * float(m), 1)]
-            for n, w, m in zip(names, wins, magnitude, strict=True)]
-    return (overlays.dominance(a.image, winner, colors),
-            part_bars(names, [float(w) for w in wins], colors,
-                      "share of pixels where each input contributes most to the decision"),
-            rows, legend)
-
+# --- the whole Branches tab ---------------------------------------------------------------------
 
 @user_errors
 @gpu

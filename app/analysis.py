@@ -166,11 +166,6 @@ def ablated_label(a: Analysis, keep: list[bool]) -> np.ndarray:
     return labels(logits, a.input_size, a.image.shape[:2], a.align_corners)
 
 
-def alone_label(a: Analysis, name: str) -> np.ndarray:
-    """(H, W) prediction from one part alone (x or a branch) plus the BN shift."""
-    return ablated_label(a, [n == name for n in a.part_names])
-
-
 @torch.inference_mode()
 def margin_shares(a: Analysis) -> np.ndarray:
     """(P, h8, w8) each part's exact contribution to the top-vs-runner-up logit margin."""

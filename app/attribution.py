@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -125,3 +126,34 @@ def keep_mask(names: Sequence[str], selected: Sequence[str], mode: str) -> list[
     if mode == "keep only":
         return [n in selected for n in names]
     raise ValueError(f"mode must be 'remove' or 'keep only', got {mode!r}")
+
+
+@dataclass
+class CellMargin:
+    """One feature cell's margin (top class minus runner-up) split into its inputs' terms."""
+
+    top: int  # the predicted class
+    runner_up: int
+    parts: Tensor  # (P,) each input's term; parts.sum() + rest == margin
+    rest: float  # the BN shift and the classifier's bias: the same terms at every input
+
+    @property
+    def margin(self) -> float:
+        return float(self.parts.sum()) + self.rest
+
+
+@torch.inference_mode()
+def cell_margin(parts: Tensor, rest: Tensor, cell: tuple[int, int]) -> CellMargin:
+    """The split margin of feature cell (row, col), from `logit_parts`' (parts, rest)."""
+    r, c = cell
+    logits = parts[:, :, r, c].sum(0) + rest[:, r, c]  # (classes,)
+    top, second = logits.topk(2).indices.tolist()
+    return CellMargin(top, second, parts[:, top, r, c] - parts[:, second, r, c],
+                      float(rest[top, r, c] - rest[second, r, c]))
+
+
+def decisions(label: np.ndarray, winner: np.ndarray, classes: int, parts: int) -> np.ndarray:
+    """(classes, parts) pixel counts: of the pixels of each class (in `label`), how many each
+    input decides (`winner`, the index of the input with the largest margin term, same shape)."""
+    idx = label.astype(np.int64).ravel() * parts + winner.astype(np.int64).ravel()
+    return np.bincount(idx, minlength=classes * parts)[:classes * parts].reshape(classes, parts)

@@ -1,9 +1,10 @@
 """Wiring of the app's events: which action runs on what, with which API name.
 
 Named endpoints (`api_name`): load_model, upload_checkpoint, generate_scene, segment, branches,
-branch_column, attribution, ablate, compare, transplant, sweep. Events that run the network share
-one concurrency group (`HEAVY`), so users queue for the model instead of overloading it. The same
-action wired to several triggers is named once and "undocumented" elsewhere (Gradio would
+branch_column, removals, attribution, roles, ablate, compare, transplant, sweep. Events that run
+the network share one concurrency group (`HEAVY`), so users queue for the model instead of
+overloading it. The same action wired to several triggers is named once and "undocumented"
+elsewhere (Gradio would
 otherwise number the names), so the named events are wired first.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import actions, experiments
+from . import actions, experiments, explain
 
 HEAVY = dict(concurrency_id="model", concurrency_limit=2)  # events that run the network
 QUIET = dict(queue=False, api_visibility="private")  # gates and UI-only helpers
@@ -35,9 +36,16 @@ class Chain:
         self.seg_in = [inp["model"], inp["image"], inp["truth"], seg["opacity"], seg["highlight"]]
         self.seg_out = [seg["overlay"], seg["highlight"], seg["bars"], seg["table"], inp["notes"]]
         self.br_out = [br["fused"]] + [c for col in br["columns"].values() for c in col.outputs]
-        self.att_out = [att["dominance"], att["bars"], att["table"], att["legend"]]
-        self.abl_in = [inp["model"], inp["image"], inp["truth"], att["mode"], att["parts"]]
-        self.abl_out = [att["changed"], att["changes"], att["summary"]]
+        truth = [inp["model"], inp["image"], inp["truth"]]
+        self.rm_in, self.roles_in = truth, truth
+        self.rm_out = [c for col in br["columns"].values() for c in (col.removed,
+                                                                     col.removed_note)]
+        self.att_in = [inp["model"], inp["image"], att["opacity"], att["shown"], att["point"]]
+        self.att_out = [att["dominance"], att["shown"], att["table"], att["legend"], att["bars"]]
+        self.roles_out = [att["roles_table"], att["roles_plot"], att["roles_note"]]
+        self.abl_in = [*truth, att["mode"], att["parts"], att["changes_opacity"],
+                       att["changes_shown"]]
+        self.abl_out = [att["changed"], att["changes"], att["summary"], att["changes_shown"]]
 
     def after(self, event, named: bool = False):
         """Run the chain after `event` succeeds (and only while there is an image)."""
@@ -53,8 +61,12 @@ class Chain:
         branched = segmented.success(actions.branches, [model, image, *self.channels],
                                      self.br_out, **HEAVY, **api("branches"))
         self.running += [segmented, branched]
-        return (branched.success(actions.attribution, [model, image], self.att_out, **HEAVY,
-                                 **api("attribution"))
+        removed = branched.success(explain.removals, self.rm_in, self.rm_out, **HEAVY,
+                                   **api("removals"))
+        attributed = removed.success(explain.attribution, self.att_in, self.att_out, **HEAVY,
+                                     **api("attribution"))
+        return (attributed.success(explain.roles, self.roles_in, self.roles_out, **HEAVY,
+                                   **api("roles"))
                 .success(experiments.ablate, self.abl_in, self.abl_out, **HEAVY,
                          api_visibility="undocumented"))
 
@@ -65,6 +77,7 @@ def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, 
     wire_inputs(inp, chain)
     wire_models(demo, inp, cmp, chain)
     wire_views(inp, seg, br, chain)
+    wire_attribution(att, chain)
     wire_compare(inp, cmp)
     wire_sweep(inp, sw, chain)
     inp["stop"].click(None, None, None, cancels=chain.running, api_visibility="private")
@@ -123,6 +136,21 @@ def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
         col.channel.input(actions.branch_column, [inp["model"], inp["image"], size, col.channel],
                           col.outputs, api_name="branch_column" if i == 0 else None,
                           api_visibility="public" if i == 0 else "undocumented", **HEAVY)
+
+
+def wire_attribution(att: dict, chain: Chain) -> None:
+    """The attribution map and the ablation's changed pixels redraw at once when their opacity
+    or class filter changes (`input`: a drag, a typed number, a pick); a click on the map picks
+    the pixel whose margin the bars split."""
+    gr.on([att["opacity"].input, att["shown"].input], explain.attribution, chain.att_in,
+          chain.att_out, trigger_mode="always_last", api_visibility="undocumented", **HEAVY)
+    att["dominance"].select(explain.pick_pixel, chain.att_in[:2], [att["point"]],
+                            api_visibility="private").success(
+        explain.attribution, chain.att_in, chain.att_out, api_visibility="undocumented",
+        **HEAVY)
+    gr.on([att["changes_opacity"].input, att["changes_shown"].input], experiments.ablate,
+          chain.abl_in, chain.abl_out, trigger_mode="always_last",
+          api_visibility="undocumented", **HEAVY)
 
 
 def wire_compare(inp: dict, cmp: dict) -> None:

@@ -14,6 +14,7 @@ from . import overlays
 from .analysis import ablated_label, sweep_frame
 from .attribution import keep_mask
 from .dynamics import dynamic_part, dynamic_parts
+from .explain import class_filter
 from .figures import cosine_lines, filter_panels, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
@@ -31,9 +32,12 @@ STATIC = ABLATIONS[2]
 
 @user_errors
 @gpu
-def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: list[str] | None):
+def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: list[str] | None,
+           opacity: float = 0.3, shown: str | None = None):
     """Remove inputs of the bottleneck (or keep only some), or make every filter static (its mean
-    over the reference inputs), and show what the prediction becomes."""
+    over the reference inputs), and show what the prediction becomes: the changed pixels in their
+    new class colour (only those of class `shown`, before or after, when given), the image under
+    them at `opacity`."""
     seen = see(key, image, truth)
     a = seen.analysis
     parts = list(parts or [])
@@ -60,7 +64,14 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
         k = len(a.classes)
         summary += (f" mIoU {100 * mean_iou(a.label, seen.truth, k):.1f}% → "
                     f"{100 * mean_iou(after, seen.truth, k):.1f}%.")
-    return overlays.changes(a.image, a.label, after, a.palette), rows, summary
+    present = np.flatnonzero(np.bincount(np.concatenate([a.label.ravel(), after.ravel()]),
+                                         minlength=len(a.classes)))
+    keep, picker = class_filter(shown, a.label, a.classes, [int(c) for c in present])
+    if shown in a.classes:  # pixels that were of the class or became it
+        keep |= after == a.classes.index(shown)
+    view = overlays.readable(a.image, overlays.colorize(after, a.palette), after != a.label,
+                             a.label, opacity, dim=~keep)
+    return view, rows, summary, picker
 
 
 # --- compare two images ---------------------------------------------------------------------------

@@ -98,14 +98,58 @@ def class_bars(classes: list[str], colors: list[tuple[int, int, int]], share: li
     return fig
 
 
-def part_bars(names: list[str], values: list[float], colors: list[tuple[int, int, int]],
-              title: str, height: int = 240) -> go.Figure:
-    """One bar per bottleneck input (x and each branch)."""
-    fig = go.Figure(go.Bar(x=names, y=values, marker_color=[hex_color(c) for c in colors],
-                           texttemplate="%{y:.1%}", textposition="outside",
-                           hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN, title=dict(text=title, font_size=13),
-                      yaxis=dict(tickformat=".0%", range=[0, max(values + [0.01]) * 1.2]))
+def margin_bars(names: list[str], values: list[float], colors: list[tuple[int, int, int]],
+                rest: float, title: str, height: int = 300) -> go.Figure:
+    """One pixel's margin split by input (signed: > 0 pushes towards the predicted class), and the
+    constant rest (BN shift and classifier bias) in gray."""
+    labels = [*names, "shift + bias"]
+    fig = go.Figure(go.Bar(x=labels, y=[*values, rest],
+                           marker_color=[*(hex_color(c) for c in colors), "#bbbbbb"],
+                           text=[f"{v:+.2f}" for v in [*values, rest]], textposition="outside",
+                           hovertemplate="%{x}: %{y:+.3f}<extra></extra>"))
+    top = max(abs(v) for v in [*values, rest, 1e-6]) * 1.3
+    fig.add_hline(y=0, line=dict(color="#444", width=1))
+    fig.update_layout(height=height, margin=dict(l=8, r=8, t=56, b=8),
+                      title=dict(text=title, font_size=13), yaxis=dict(
+                          title="term of the margin", range=[-top, top], zeroline=False))
+    return fig
+
+
+def roles_plot(groups: list[str], names: list[str], decides: np.ndarray, cost: np.ndarray,
+               colors: list[tuple[int, int, int]], height: int = 340) -> go.Figure:
+    """Per object-size group (rows of `decides` and `cost`, (G, P)): which input decides its
+    pixels (stacked shares, left) and the accuracy lost when each input is removed (right)."""
+    fig = make_subplots(1, 2, horizontal_spacing=0.12, subplot_titles=(
+        "which input decides the pixels", "accuracy lost without the input"))
+    base = np.zeros(len(groups))
+    for j, (name, color) in enumerate(zip(names, colors, strict=True)):
+        share = 100 * decides[:, j]
+        # Stacked by hand (`base`, one offsetgroup): the right panel's bars are grouped.
+        fig.add_trace(go.Bar(y=groups, x=share, base=base.copy(), orientation="h", name=name,
+                             offsetgroup="decides", marker_color=hex_color(color),
+                             legendgroup=name,
+                             hovertemplate=f"%{{y}}: {name} decides %{{x:.1f}}%<extra></extra>"),
+                      1, 1)
+        base += share
+        fig.add_trace(go.Bar(x=groups, y=100 * cost[:, j], name=name, showlegend=False,
+                             marker_color=hex_color(color), legendgroup=name,
+                             hovertemplate=f"%{{x}}: without {name}, %{{y:.1f}} points lost"
+                                           "<extra></extra>"), 1, 2)
+    fig.update_layout(height=height, barmode="group", margin=dict(l=8, r=8, t=56, b=8),
+                      legend=dict(orientation="h", y=-0.18))
+    fig.update_xaxes(title="% of the pixels", range=[0, 100], row=1, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_yaxes(title="accuracy points lost", row=1, col=2)
+    return fig
+
+
+def message_figure(message: str, height: int = 340) -> go.Figure:
+    """An empty figure that says why it is empty (e.g. "needs a true mask")."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper",
+                       showarrow=False, font=dict(size=14, color="#555"))
+    fig.update_layout(height=height, margin=MARGIN, xaxis_visible=False, yaxis_visible=False,
+                      plot_bgcolor="white")
     return fig
 
 

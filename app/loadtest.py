@@ -112,7 +112,7 @@ def call(client: Client, http: httpx.Client, endpoint: str, model: str, s: Scene
     image, mask = handle_file(s.image), handle_file(s.mask)
     args = {"segment": (model, image, mask, 0.6, "(none)"),
             "branches": (model, image, None, None, None, None),
-            "attribution": (model, image),
+            "attribution": (model, image, 0.0, "all classes"),
             "compare": (model, image, handle_file(s.mirrored), 5, None),
             "sweep": (model, image, mask, None, None, None, None)}[endpoint]
     job = client.submit(*args, api_name="/" + endpoint)

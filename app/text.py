@@ -44,35 +44,52 @@ k = 1, 3, 5, 7. In each DCM:
 3. **Activations** — x, reduced by a 1×1 conv, is convolved depthwise: channel c with its own
    filter, the same at every position. The maps show the output's channel mean and the chosen
    channel, over the pixels each feature cell sees.
-4. **Alone** — the prediction if the bottleneck saw only this input (the others set to zero).
+4. **Without it** — the pixels that change class when this input is taken away (set to zero)
+   and the rest of the network runs as before, drawn in their new class colour over a faded
+   image. The line under it says how many pixels change and, with a true mask, how much the
+   accuracy on small and large objects drops: a branch that matters for large objects costs
+   accuracy there.
 
 For k = 1 the "filter" is one number per channel: a gain computed from the global average of the
-image. Larger k keep more of the layout of the context in the filter. Compare the alone
-predictions with the fused one above: no single branch does the whole job.
+image. Larger k keep more of the layout of the context in the filter.
 
 Reference: {PAPER}."""
 
 SKIP_COLUMN = """**x** is the backbone's last feature map. It reaches the bottleneck
 unchanged, next to the four DCM outputs: no filter is generated for it. Below: its channel
-mean, the size of its contribution to the bottleneck, and the prediction from x alone."""
+mean, the size of its contribution to the bottleneck, and what changes without it."""
 
-ATTRIBUTION = f"""**Exact attribution.** The bottleneck is a 3×3 conv over the concatenation
-[x, k=1, k=3, k=5, k=7], then BatchNorm, then ReLU. The conv is linear, so its output is exactly
-the sum of the conv applied to each input's channels with its slice of the weight; BatchNorm
-(in evaluation) scales each channel, which distributes over the sum, and adds a shift once.
-For this image the ReLU's on/off pattern is fixed, and the classifier is linear, so each pixel's
-**logit margin** (top class minus runner-up) splits exactly into one term per input (plus a
-constant). The map colours each pixel by the input with the largest term: the one that decided it.
+ATTRIBUTION = f"""**Which input decides each pixel.** Before the classifier, DMNet adds up
+what five inputs say about every pixel: the backbone features **x** and the four branches
+**k = 1, 3, 5, 7**. For each pixel the network's vote for its class over the runner-up (the
+*margin*) is exactly a sum of one term per input, plus a constant. The map colours each pixel by
+the input with the largest term: the one that decided it. It is drawn at the resolution the
+head works at (one square per feature cell, 1/8 of the input), in the inputs' own colours; the
+slider puts the image under it, the class buttons show only the pixels of one class, and the
+table counts, for every class, which input decides its pixels. **Click a pixel**: the bars show
+each input's term for that pixel. A tall positive bar pushed the pixel towards its class, a
+negative one pushed against it.
 
-**Ablation.** Remove inputs (or keep only some): their part of the bottleneck is set to zero, as
-if the branch output were zero, and the rest of the head runs again. Changed pixels are shown in
-their new class colour over a faded image; the table lists each class's share before and after
-(and IoU with a true mask). **Static filters** keeps every input but replaces each generated
-filter by its mean over the reference inputs (the ones that rank the channels): the same network
-with ordinary, input-independent depthwise filters. What changes is what the *dynamic* part of
-the filters does for this image.
+**Ablation.** Remove inputs (or keep only some): their share is set to zero, as if the branch
+had output nothing, and the rest of the head runs again. Changed pixels are shown in their new
+class colour; the table lists each class's share before and after (and IoU with a true mask).
+**Static filters** keeps every input but replaces each generated filter by its average over a
+few reference images: the same network with ordinary filters that no longer adapt to the
+image. What changes then is what adapting to *this* image does.
+
+How it is exact: the bottleneck is a 3×3 conv over the concatenation [x, k=1, k=3, k=5, k=7],
+then BatchNorm, then ReLU. A conv is linear, so it splits into one conv per input; BatchNorm (in
+evaluation) scales each channel and adds a shift once; for this image the ReLU's on/off pattern
+is fixed, and the classifier is linear.
 
 Reference: {PAPER}."""
+
+ROLES = """**Which branch matters for large vs small objects.** With a true mask (a generated scene
+or an example that has one), the objects of the image are sorted by size as in the model card:
+tiny (under 1/16 of the image side), small (to 1/8), medium (to 1/4) and large. For each size the
+left plot shows which input decides their pixels, the right one how much of their pixels stop
+being right when one input is removed. An object is a connected patch of one class in the true
+mask; its size is twice the largest distance from its centre to its edge."""
 
 COMPARE = f"""**Adaptation, made visible.** Every generated filter is the sum of two parts:
 the **mean** filter (the same for every image: its average over a fixed set of reference

@@ -15,6 +15,7 @@ from . import actions, models, sweep_view, text
 from .diagram import architecture_svg
 from .events import wire
 from .experiments import ABLATIONS, ALL_BRANCHES, TRANSPLANTS
+from .explain import ALL
 from .images import list_examples
 
 EXAMPLES_DIR = models.ROOT / "assets" / "examples"  # or $DMNET_EXAMPLES
@@ -23,8 +24,9 @@ CSS = """
          border-radius: 8px; }
 .col-head { text-align: center; font-weight: 600; }
 /* The x column has no channel picker, filter or pooling grid: its text takes their height, so
-   its activation maps and "alone" prediction line up with those of the k columns. */
+   its activation maps and "removed" panel line up with those of the k columns. */
 .skip-top { min-height: 627px; }
+#attribution-map img, #ablation-changes img { image-rendering: pixelated; }
 """
 
 
@@ -34,12 +36,12 @@ class Column:
 
     channel: gr.Dropdown | None
     plots: list[gr.Plot]
-    alone: gr.Image
-    note: gr.Markdown
+    removed: gr.Image  # what removing this input changes (`explain.removals`)
+    removed_note: gr.Markdown
 
     @property
     def outputs(self) -> list:
-        return [c for c in [self.channel, *self.plots, self.alone, self.note] if c is not None]
+        return [c for c in [self.channel, *self.plots] if c is not None]
 
 
 def image_input(label: str, elem_id: str) -> gr.Image:
@@ -69,8 +71,10 @@ def branch_column(name: str, k: int | None) -> Column:
                               allow_custom_value=True)
         plots += [gr.Plot(show_label=False), gr.Plot(show_label=False)]
     plots += [gr.Plot(show_label=False), gr.Plot(show_label=False)]
-    alone = gr.Image(label=f"{name} alone", interactive=False, height=220, format="jpeg")
-    return Column(channel, plots, alone, gr.Markdown())
+    key = "x" if k is None else k
+    removed = gr.Image(label=f"without {name.split()[0]}", interactive=False,
+                       height=220, format="png", elem_id=f"removed-{key}")
+    return Column(channel, plots, removed, gr.Markdown(elem_id=f"removed-note-{key}"))
 
 
 def build() -> gr.Blocks:
@@ -166,29 +170,56 @@ def branches_tab() -> dict:
 
 def attribution_tab() -> dict:
     with gr.Row():
-        with gr.Column():
-            dominance = gr.Image(label="which input decides each pixel", interactive=False,
-                                 height=400, format="jpeg")
-            legend = gr.HTML()
-        with gr.Column():
-            bars = gr.Plot(show_label=False)
-            table = gr.Dataframe(headers=["input", "pixels decided %", "share of |margin| %"],
-                                 interactive=False)
-    with gr.Row():
-        with gr.Column(scale=1):
-            mode = gr.Radio(list(ABLATIONS), value="remove", label="ablation")
-            parts = gr.CheckboxGroup(["x", "k=1", "k=3", "k=5", "k=7"], value=["k=7"],
-                                     label="inputs of the bottleneck")
-            run = gr.Button("Ablate", variant="primary")
-            summary = gr.Markdown()
+        with gr.Column(scale=3):
+            dominance = gr.Image(label="which input decides each pixel (click a pixel)",
+                                 interactive=False, height=530, format="png",
+                                 elem_id="attribution-map")
         with gr.Column(scale=2):
+            bars = gr.Plot(show_label=False, elem_id="pixel-bars")
+            legend = gr.HTML(elem_id="attribution-legend")
+            opacity = gr.Slider(0, 1, value=0, step=0.05, elem_id="attribution-opacity",
+                                label="image under the map: 0 = map only, 1 = image only")
+            shown = gr.Radio([ALL], value=ALL, label="show only the pixels of class",
+                             elem_id="attribution-class")
+    table = gr.Dataframe(headers=["class", "pixels %", "x", "k=1", "k=3", "k=5", "k=7"],
+                         interactive=False, elem_id="attribution-classes",
+                         label="which input decides, per predicted class (% of its pixels)")
+    point = gr.State(None)  # the clicked pixel, as fractions (x, y) of the image
+    gr.Markdown("### Branch roles by object size", elem_id="roles")
+    gr.Markdown(text.ROLES, elem_classes="teach")
+    with gr.Row():
+        with gr.Column(scale=3):
+            roles_plot = gr.Plot(show_label=False, elem_id="roles-plot")
+        with gr.Column(scale=2):
+            roles_note = gr.Markdown(elem_id="roles-note")
+    roles_table = gr.Dataframe(interactive=False, elem_id="roles-table",
+                               label="per object size (from the true mask): pixel accuracy, "
+                                     "and its change without each input (points)")
+    with gr.Row():
+        with gr.Column(scale=2):
+            mode = gr.Radio(list(ABLATIONS), value="remove", label="ablation",
+                            elem_id="ablation-mode")
+            parts = gr.CheckboxGroup(["x", "k=1", "k=3", "k=5", "k=7"], value=["k=7"],
+                                     label="inputs of the bottleneck", elem_id="ablation-parts")
+            run = gr.Button("Ablate", variant="primary")
+            summary = gr.Markdown(elem_id="ablation-summary")
+            changes_opacity = gr.Slider(0, 1, value=0.3, step=0.05,
+                                        elem_id="ablation-opacity",
+                                        label="image under the changes: 0 = changes only")
+            changes_shown = gr.Radio([ALL], value=ALL, elem_id="ablation-class",
+                                     label="show only the changes from or to class")
+        with gr.Column(scale=3):
             changed = gr.Image(label="changed pixels (in their new class colour)",
-                               interactive=False, height=400, format="jpeg")
+                               interactive=False, height=530, format="png",
+                               elem_id="ablation-changes")
     changes = gr.Dataframe(headers=["class", "before %", "after %", "Δ %", "IoU before %",
                                     "IoU after %"], interactive=False, label="per class")
     gr.Markdown(text.ATTRIBUTION, elem_classes="teach")
-    return dict(dominance=dominance, legend=legend, bars=bars, table=table, mode=mode,
-                parts=parts, run=run, summary=summary, changed=changed, changes=changes)
+    return dict(dominance=dominance, legend=legend, opacity=opacity, shown=shown, point=point,
+                bars=bars, table=table, roles_plot=roles_plot, roles_note=roles_note,
+                roles_table=roles_table, mode=mode, parts=parts, run=run, summary=summary,
+                changes_opacity=changes_opacity, changes_shown=changes_shown, changed=changed,
+                changes=changes)
 
 
 def compare_tab() -> dict:

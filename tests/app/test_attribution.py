@@ -9,8 +9,9 @@ import torch
 import dmnet
 from dmnet import winograd
 from dmnet.fast import optimize
-from app.analysis import ablated_label, alone_label, analyse, labels, margin_shares
-from app.attribution import Classifier, keep_mask, logit_parts, margin_parts, split_bottleneck
+from app.analysis import ablated_label, analyse, labels, margin_shares
+from app.attribution import (Classifier, cell_margin, decisions, keep_mask, logit_parts,
+                             margin_parts, split_bottleneck)
 from app.images import model_input
 
 from .conftest import rgb_noise, tiny_model
@@ -131,5 +132,26 @@ def test_ablation_removing_a_branch_equals_zeroing_its_output(model):
         logits = head.conv_seg(head.bottleneck(torch.cat([trace.features[3], *branches], 1)))
     expected = labels(logits[0], a.input_size, image.shape[:2], a.align_corners)
     np.testing.assert_array_equal(ablated_label(a, [True, True, True, True, False]), expected)
-    alone = alone_label(a, "k=3")
-    assert alone.shape == image.shape[:2]
+    keep_only = ablated_label(a, keep_mask(a.part_names, ["k=3"], "keep only"))
+    assert keep_only.shape == image.shape[:2]
+
+
+def test_one_cells_margin_splits_into_its_inputs_terms(model):
+    a = analyse(model, rgb_noise(96, 96, seed=3))
+    parts, rest = logit_parts(a.split, a.classifier)
+    margins = margin_shares(a)
+    for cell in ((0, 0), (5, 7), (11, 11)):
+        m = cell_margin(parts, rest, cell)
+        top2 = a.logits[:, cell[0], cell[1]].topk(2)
+        assert [m.top, m.runner_up] == top2.indices.tolist()
+        scale = float(top2.values.abs().max())
+        assert abs(m.margin - float(top2.values[0] - top2.values[1])) <= 1e-4 * scale
+        np.testing.assert_allclose(m.parts.numpy(), margins[:, cell[0], cell[1]],
+                                   atol=1e-5 * scale)
+
+
+def test_decisions_count_each_inputs_pixels_per_class():
+    label = np.array([[0, 0, 1], [2, 2, 2]])
+    winner = np.array([[1, 1, 0], [3, 0, 3]])
+    counts = decisions(label, winner, 3, 4)
+    np.testing.assert_array_equal(counts, [[0, 2, 0, 0], [1, 0, 0, 0], [1, 0, 0, 2]])

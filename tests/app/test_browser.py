@@ -43,7 +43,7 @@ def test_example_overlay_and_the_four_branch_columns(app_page: Page, screenshots
         column = page.locator(f"#column-{k}")
         expect(column).to_be_visible()
         expect(column.locator(".js-plotly-plot").first).to_be_visible()
-        expect(column.get_by_text(re.compile(r"alone agrees with the fused"))).to_be_visible()
+        expect(column.get_by_text(re.compile(r"changes [\d.]+% of pixels"))).to_be_visible()
     for k in ("1", "3", "5", "7"):  # filter heatmap, pooling grid, two activation maps
         expect(page.locator(f"#column-{k} .js-plotly-plot")).to_have_count(4)
     page.screenshot(path=screenshots / "02_branches.png", full_page=True)

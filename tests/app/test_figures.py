@@ -16,7 +16,10 @@ def test_every_figure_has_an_explicit_height():
         figures.pooling_grid(THUMB, (15, 20), 3),
         figures.activation_overlay(THUMB, np.ones((15, 20)), "a"),
         figures.class_bars(["a", "b"], [(1, 2, 3), (4, 5, 6)], [0.4, 0.6], [0.5, float("nan")]),
-        figures.part_bars(["x", "k=1"], [0.3, 0.7], [(0, 0, 0), (1, 1, 1)], "t"),
+        figures.margin_bars(["x", "k=1"], [0.3, -0.7], [(0, 0, 0), (1, 1, 1)], 0.1, "t"),
+        figures.roles_plot(["small (2)", "large (1)"], ["x", "k=1"], np.full((2, 2), 0.5),
+                           np.zeros((2, 2)), [(0, 0, 0), (1, 1, 1)]),
+        figures.message_figure("needs a true mask"),
         figures.cosine_lines({3: np.ones(8)}, 2, {3: (1, 2, 3)}),
         figures.sweep_lines([0.5, 1.0, 2.0], {3: [0.9, 1, 0.8]}, [0.7, 1, 0.6], None,
                             {3: (1, 2, 3)}),
@@ -53,7 +56,7 @@ def test_overlays():
     after = label.copy()
     after[0, 0] = 1
     changed = overlays.changes(image, label, after, palette)
-    assert tuple(changed[0, 0]) == (200, 0, 0) and tuple(changed[1, 1]) == (146, 146, 146)
+    assert tuple(changed[0, 0]) == (200, 0, 0) and tuple(changed[1, 1]) == (185, 185, 185)  # faint gray
     assert overlays.colorize(np.array([[255]]), palette).tolist() == [[[0, 0, 0]]]
     up = overlays.upsample_nearest(np.array([[0, 1], [2, 3]]), (4, 6))
     assert up[0].tolist() == [0, 0, 0, 1, 1, 1] and up[3, 0] == 2
@@ -65,3 +68,15 @@ def test_architecture_diagram_has_one_dcm_per_filter_size():
     svg = architecture_svg()
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert all(f"DCM k={k}" in svg for k in (1, 3, 5, 7))
+
+
+def test_roles_plot_stacks_the_deciders_and_groups_the_costs():
+    decides = np.array([[0.2, 0.8], [0.6, 0.4]])
+    cost = np.array([[0.1, 0.0], [0.3, 0.05]])
+    fig = figures.roles_plot(["small (2)", "large (1)"], ["x", "k=3"], decides, cost,
+                             [(130, 130, 130), (44, 160, 44)])
+    left = [t for t in fig.data if t.orientation == "h"]
+    right = [t for t in fig.data if t.orientation != "h"]
+    assert len(left) == len(right) == 2
+    np.testing.assert_allclose(left[1].base.astype(float), 100 * decides[:, 0])  # after x
+    np.testing.assert_allclose(right[0].y, 100 * cost[:, 0])

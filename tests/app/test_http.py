@@ -16,7 +16,8 @@ from app.dynamics import SCENES
 from .conftest import serve
 
 ENDPOINTS = {"/load_model", "/upload_checkpoint", "/generate_scene", "/segment", "/branches",
-             "/branch_column", "/attribution", "/ablate", "/compare", "/transplant", "/sweep"}
+             "/branch_column", "/removals", "/attribution", "/roles", "/ablate", "/compare",
+             "/transplant", "/sweep"}
 
 
 def test_every_main_action_is_a_named_endpoint(client):
@@ -53,26 +54,33 @@ def test_generate_scene_then_segment_with_its_true_mask(client):
 def test_branches_gives_every_column(client, scene):
     out = client.predict("demo", handle_file(str(scene[0])), None, None, None, None,
                          api_name="/branches")
-    assert len(out) == 1 + 4 + 4 * 7  # fused, the x column, four branch columns
-    dropdown = out[5]  # k=1 column's channel picker
+    assert len(out) == 1 + 2 + 4 * 5  # fused, the x column, four branch columns
+    dropdown = out[3]  # k=1 column's channel picker
     assert len(dropdown["choices"]) == 16 and dropdown["choices"][0][0].startswith("ch ")
     assert all(o for o in out)
     column = client.predict("demo", handle_file(str(scene[0])), 5, 3, api_name="/branch_column")
-    assert column[0]["value"] == 3 and "k=5 alone agrees" in column[-1]
+    assert column[0]["value"] == 3 and len(column) == 5
+    removals = client.predict("demo", handle_file(str(scene[0])), handle_file(str(scene[1])),
+                              api_name="/removals")
+    assert len(removals) == 10 and "removing **k=3** changes" in removals[5]
 
 
 def test_attribution_and_ablation(client, scene):
     image, mask = (handle_file(str(p)) for p in scene)
-    dominance, bars, table, legend = client.predict("demo", image, api_name="/attribution")
-    assert [row[0] for row in table["data"]] == ["x", "k=1", "k=3", "k=5", "k=7"]
-    assert sum(row[1] for row in table["data"]) == pytest.approx(100, abs=0.5)
-    changed, rows, summary = client.predict("demo", image, mask, "keep only", ["k=3"],
-                                            api_name="/ablate")
+    dominance, shown, table, legend, bars = client.predict("demo", image, 0.0, "all classes",
+                                                          api_name="/attribution")
+    table = table["value"]  # an update: its headers are the model's inputs
+    assert table["headers"] == ["class", "pixels %", "x", "k=1", "k=3", "k=5", "k=7"]
+    assert sum(table["data"][0][2:]) == pytest.approx(100, abs=0.5)  # all classes
+    roles, plot, note = client.predict("demo", image, mask, api_name="/roles")
+    assert roles["value"]["headers"][0] == "objects · count" and "objects" in note
+    changed, rows, summary, shown = client.predict("demo", image, mask, "keep only", ["k=3"],
+                                                   0.3, "all classes", api_name="/ablate")
     assert "computed from **k=3**" in summary and "mIoU" in summary
     assert rows["headers"][0] == "class"
-    changed, rows, summary = client.predict("demo", image, mask, "static filters", [],
-                                            api_name="/ablate")
-    assert f"mean over the first {SCENES} MultiScaleShapes validation scenes" in summary
+    changed, rows, summary, shown = client.predict("demo", image, mask, "static filters", [],
+                                                   0.3, "all classes", api_name="/ablate")
+    assert f"mean over the first {SCENES} " in summary and "validation scenes" in summary
     assert "mIoU" in summary
 
 

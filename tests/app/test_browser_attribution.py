@@ -1,0 +1,109 @@
+"""The attribution map, its pixel readout and filters, branch roles, and the removal panels, as a
+visitor uses them in headless Chromium (Debian's, through Playwright)."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
+TIMEOUT = 90_000  # ms; the CPU is shared
+expect.set_options(timeout=TIMEOUT)
+SIZES = [(1400, 1000), (1280, 800)]
+
+SRC = "sel => document.querySelector(sel + ' img')?.src || ''"
+BARS = "() => JSON.stringify(document.querySelector('#pixel-bars .js-plotly-plot')?.data?.[0]?.y)"
+# Share of a removal panel's pixels drawn as changed: not the dimmed input, which is a light
+# gray (r = g = b >= 150, `overlays.changes`) in this lossless PNG.
+CHANGED = """async sel => { const img = document.querySelector(sel + ' img');
+  img.loading = 'eager'; await img.decode();  // images below the fold load lazily
+  const c = document.createElement('canvas'); c.width = img.naturalWidth;
+  c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2] || d[i] < 150) n++; }
+  return n / (c.width * c.height); }"""
+
+
+def changed(page: Page, js: str, arg, before: str) -> str:
+    """Wait until `js(arg)` differs from `before`; return the new value."""
+    page.wait_for_function(f"([a, b]) => ({js})(a) !== b", arg=[arg, before])
+    return page.evaluate(js, arg)
+
+
+@pytest.fixture
+def opened(page: Page, server):
+    def open_at(width: int, height: int) -> Page:
+        page.set_viewport_size({"width": width, "height": height})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(server)
+        expect(page.locator("#model-info")).to_contain_text("loaded")
+        page.get_by_text("scene7_mask.png").click()  # an example with its true mask
+        expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
+        page.get_by_role("tab", name="Attribution & ablation").click()
+        expect(page.locator("#ablation-summary")).to_contain_text("of pixels change class")
+        return page
+    return open_at
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_a_pixel_click_splits_its_margin_and_the_filters_redraw(opened, screenshots, width,
+                                                                height):
+    page = opened(width, height)
+    bars = page.locator("#pixel-bars")
+    expect(bars).to_contain_text(re.compile(r"feature cell \(row \d+, col \d+\)"))
+    before = page.evaluate(BARS, None)
+    image = page.locator("#attribution-map img")
+    box = image.bounding_box()
+    assert box["width"] >= 380  # shown large, not 128 px
+    image.click(position={"x": box["width"] * 0.15, "y": box["height"] * 0.2})
+    first = changed(page, BARS, None, before)
+    title = bars.locator(".gtitle").text_content()
+    image.click(position={"x": box["width"] * 0.8, "y": box["height"] * 0.75})
+    second = changed(page, BARS, None, first)
+    assert len(eval(first)) == len(eval(second)) == 6  # x, k=1, 3, 5, 7 and the shift
+    assert bars.locator(".gtitle").text_content() != title  # another cell
+    page.screenshot(path=screenshots / f"20_attribution_{width}x{height}.png", full_page=True)
+
+    src = page.evaluate(SRC, "#attribution-map")
+    page.locator("#attribution-class label").nth(1).click()  # the first class present
+    src = changed(page, SRC, "#attribution-map", src)
+    table = page.locator("#attribution-classes")
+    expect(table).to_contain_text("all classes")
+    page.locator("#attribution-opacity input[type=number]").fill("0.7")
+    changed(page, SRC, "#attribution-map", src)
+    page.screenshot(path=screenshots / f"21_attribution_filtered_{width}x{height}.png",
+                    full_page=True)
+
+    src = page.evaluate(SRC, "#ablation-changes")
+    page.locator("#ablation-class label").last.click()  # the other classes' pixels dim
+    src = changed(page, SRC, "#ablation-changes", src)
+    page.locator("#ablation-opacity input[type=number]").fill("0")
+    changed(page, SRC, "#ablation-changes", src)
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_roles_by_object_size_and_the_branch_removal_panels(opened, screenshots, width, height):
+    page = opened(width, height)
+    table = page.locator("#roles-table")
+    expect(table).to_contain_text("without k=3")
+    expect(table).to_contain_text(re.compile(r"tiny|small|medium|large"))
+    expect(page.locator("#roles-plot .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#roles-note")).to_contain_text("decided mostly by")
+    page.locator("#roles").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / f"22_roles_{width}x{height}.png", full_page=True)
+
+    page.get_by_role("tab", name="Branches").click()
+    shares = {}
+    for key, name in (("x", "x"), ("1", "k=1"), ("3", "k=3"), ("5", "k=5"), ("7", "k=7")):
+        note = page.locator(f"#removed-note-{key}")
+        expect(note).to_contain_text(re.compile(rf"removing {name} changes [\d.]+% of pixels"))
+        expect(note).to_contain_text("Accuracy on objects")
+        said = float(re.search(r"changes ([\d.]+)%", note.inner_text()).group(1))
+        shares[key] = (said, 100 * page.evaluate(CHANGED, f"#removed-{key}"))
+    assert max(said for said, _ in shares.values()) > 0  # some removal changes something
+    for said, drawn in shares.values():  # and the panel draws just the pixels it counts
+        assert drawn == pytest.approx(said, abs=0.06)
+    page.locator("#column-3").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / f"23_branch_removals_{width}x{height}.png",
+                    full_page=True)
