@@ -181,3 +181,29 @@ def model_card(key: str) -> str:
     """The card of the model behind a picker key (loading it if needed)."""
     model = models.get_model(key)
     return card_markdown(model, models.label_of(key), models.checkpoint_path(key))
+
+
+# --- the app's events ------------------------------------------------------------------------------
+
+def model_card_or_note(key: str) -> str:
+    """The card of the picked model, or why there is none (e.g. the demo checkpoint missing)."""
+    from .runtime import USER_ERRORS
+
+    try:
+        return model_card(key)
+    except USER_ERRORS as err:
+        return f"No model card: {err}"
+
+
+def domain_note(key: str, image: str | None) -> str:
+    """The out-of-domain notice for the image on screen ("" when it fits, or cannot be read)."""
+    from .runtime import USER_ERRORS, picture
+
+    if not image:
+        return ""
+    try:
+        model = models.get_model(key)
+        notice = domain_notice(model.preset, picture(model, image).image)
+    except USER_ERRORS:
+        return ""
+    return f"⚠️ {notice}" if notice else ""
