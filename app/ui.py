@@ -35,8 +35,11 @@ div:has(> #column-x) > #column-x { min-width: 130px !important; flex: 0.7 1 0 !i
 ul.options li, ul[role=listbox] li { white-space: normal !important; }
 .caption-label { white-space: normal !important; overflow: visible !important;
                  text-overflow: clip !important; max-width: none !important; }
+/* The lesson stays in view while its step scrolls the page to the view it explains. */
+#lesson-panel { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
+                box-shadow: 0 2px 6px rgba(0, 0, 0, 0.08); }
 #lesson { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px; }
-#lesson-step { min-height: 96px; }
+#lesson-step { min-height: 3em; }
 #domain-note { color: var(--body-text-color); background: #fff4e5; border-radius: 8px; }
 #domain-note:empty { display: none; }
 """
@@ -131,7 +134,8 @@ def build() -> gr.Blocks:
                     with gr.Tab("About DMNet", id="about") as tab_about:
                         gr.HTML(architecture_svg(), elem_id="architecture")
                         gr.Markdown(text.ABOUT)
-        page.update(tabs=tabs, tab=gr.Textbox("segmentation", visible="hidden"), rows=rows, tab_items={
+        tab = gr.Textbox("segmentation", visible="hidden")  # the open tab's id, for links
+        page.update(tabs=tabs, tab=tab, rows=rows, tab_items={
             "segmentation": tab_seg, "branches": tab_br, "attribution": tab_att,
             "compare": tab_cmp, "sweep": tab_sw, "about": tab_about})
         wire(demo, inputs, seg, br, att, cmp, sw, page)
@@ -140,8 +144,9 @@ def build() -> gr.Blocks:
 
 def lesson_panel() -> dict:
     """The Lesson (app/lesson.py): back / the step's words / next, above the tabs."""
-    with gr.Accordion("Lesson: how DMNet works, step by step, on your image", open=True):
-        with gr.Row(elem_id="lesson", equal_height=True):
+    with gr.Accordion("Lesson: how DMNet works, step by step, on your image", open=True,
+                      elem_id="lesson-panel"):
+        with gr.Row(elem_id="lesson", equal_height=False):
             back = gr.Button("◀ Back", size="sm", scale=0, min_width=90, elem_id="lesson-back")
             words = gr.Markdown(lesson.page(0, models.DEMO, None), elem_id="lesson-step")
             forward = gr.Button("Next ▶", size="sm", scale=0, min_width=90, variant="primary",
@@ -160,7 +165,7 @@ def input_panel(rows: list[tuple[str, str | None]]) -> dict:
     in_use = gr.State(models.DEMO)  # the last model this session loaded (the picker returns to it)
     with gr.Row():
         stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
-        copy = gr.Button("🔗 Copy link to this view", size="sm", elem_id="copy-link")
+        copy = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
     link = gr.Textbox(visible="hidden")  # the view's query string (app/urlstate.py)
     with gr.Accordion(f"Upload a DMNet checkpoint (.pth, up to {max_upload_mb():,} MB)",
                       open=False):
