@@ -173,6 +173,9 @@ def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chai
     gr.on([c.change for c in shown], lambda *v: urlstate.link(*v, examples=names), shown,
           [inp["link"]], **QUIET).then(None, [inp["link"]], None, js=urlstate.SHOW_LINK, **QUIET)
     inp["copy"].click(None, None, None, js=urlstate.COPY_LINK, **QUIET)
+    forgot = image.upload(urlstate.forget_example_mask(rows), [inp["truth"]], [inp["truth"]],
+                          **QUIET)
+    chain.after(forgot)  # the run the image's change started still had the old mask
     for event in (start.then, model.change):  # the load sets the picker's start value: no change
         event(card.model_card_or_note, [model], [inp["card"]], api_visibility="private", **HEAVY)
     gr.on([model.change, image.change], card.domain_note, [model, image], [inp["domain"]],

@@ -131,6 +131,9 @@ def test_the_model_card_and_the_domain_notice(page: Page, server, photo, screens
     expect(page.locator("#domain-note")).not_to_contain_text("Out of")  # a generated scene
     page.locator("#input-image input[type=file]").set_input_files(str(photo))
     expect(page.locator("#domain-note")).to_contain_text("Out of this model's domain")
+    expect(page.locator("#input-notes")).to_contain_text("downscaled from 600×400")
+    expect(page.locator("#input-notes")).not_to_contain_text("true mask")  # the example's went
+    expect(page.locator("#true-mask img")).to_have_count(0)
     page.screenshot(path=screenshots / "guided_card_and_notice.png", full_page=True)
 
 
