@@ -44,7 +44,7 @@ GRAIN = (1.5, 12.0)  # the scenes' grain (sigma, 0-255 scale) lies in here at ev
 EVENNESS = 2.0  # ... and is about as strong in its two weakest colour directions (ratio <=)
 
 
-# --- the domain test -------------------------------------------------------------------------------
+# --- the domain test ------------------------------------------------------------------------------
 
 @dataclass
 class Grain:
@@ -94,7 +94,7 @@ def domain_notice(preset: Preset, image: np.ndarray) -> str | None:
     return None
 
 
-# --- the model card --------------------------------------------------------------------------------
+# --- the model card -------------------------------------------------------------------------------
 
 def sidecars(checkpoint: Path | None) -> tuple[dict | None, dict | None]:
     """The evaluation and ablation JSON files beside a checkpoint (None where missing or bad)."""
@@ -183,7 +183,7 @@ def model_card(key: str) -> str:
     return card_markdown(model, models.label_of(key), models.checkpoint_path(key))
 
 
-# --- the app's events ------------------------------------------------------------------------------
+# --- the app's events -----------------------------------------------------------------------------
 
 def model_card_or_note(key: str) -> str:
     """The card of the picked model, or why there is none (e.g. the demo checkpoint missing)."""

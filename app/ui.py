@@ -61,7 +61,8 @@ PAGE_JS = """() => {
   new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
   attach();
   document.addEventListener("mouseover", (e) => {  // a tooltip with the full model name
-    if (e.target.matches && e.target.matches("#model-picker input")) e.target.title = e.target.value;
+    const t = e.target;
+    if (t.matches && t.matches("#model-picker input")) t.title = t.value;
   });
 }"""
 

@@ -135,7 +135,7 @@ def first_view_image(view: View, rows: Sequence[tuple[str, str | None]]
     return next((r for r in rows if r[1]), rows[0])
 
 
-# --- the page's events -----------------------------------------------------------------------------
+# --- the page's events ----------------------------------------------------------------------------
 
 def restorer(rows: Sequence[tuple[str, str | None]]):
     """The page-load action for these examples (Gradio passes the request by its annotation)."""
@@ -185,8 +185,13 @@ SHOW_LINK = """(query) => {
 # The "Copy link" button: the address (kept up to date by SHOW_LINK), to the clipboard.
 COPY_LINK = """() => {
   const url = location.href;
-  const done = () => { const b = document.querySelector("#copy-link"); if (b) {
-    const was = b.textContent; b.textContent = "✓ link copied"; setTimeout(() => b.textContent = was, 1500); } };
+  const done = () => {
+    const b = document.querySelector("#copy-link");
+    if (!b) return;
+    const was = b.textContent;
+    b.textContent = "✓ link copied";
+    setTimeout(() => { b.textContent = was; }, 1500);
+  };
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(url).then(done, () => window.prompt("Copy this link:", url));
   } else { window.prompt("Copy this link:", url); }
