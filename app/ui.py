@@ -33,8 +33,8 @@ div:has(> #column-x) > #column-x { min-width: 130px !important; flex: 0.7 1 0 !i
    a tooltip); options, gallery captions and legends wrap instead of being cut. */
 #model-picker input { text-overflow: ellipsis; padding-right: 28px; }
 ul.options li, ul[role=listbox] li { white-space: normal !important; }
-.caption-label { white-space: normal !important; overflow: visible !important;
-                 text-overflow: clip !important; max-width: none !important; }
+.caption-label, .caption { white-space: normal !important; overflow: visible !important;
+                           text-overflow: clip !important; max-width: 100% !important; }
 /* The lesson stays in view while its step scrolls the page to the view it explains. */
 #lesson-panel { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
                 box-shadow: 0 2px 6px rgba(0, 0, 0, 0.08); }
