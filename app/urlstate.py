@@ -19,12 +19,13 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from . import actions, models
+from .actions import FILTER_SIZES
+from .experiments import ABLATIONS
 from .images import generate_scene
 
 TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # ui.py's ids
-FILTER_SIZES = (1, 3, 5, 7)
-PARTS = ("x", "k=1", "k=3", "k=5", "k=7")
-ABLATIONS = ("remove", "keep only", "static filters")  # experiments.ABLATIONS
+PARTS = ("x", "k=1", "k=3", "k=5", "k=7")  # the ablation's inputs of the bottleneck
 ZOOMS = (0.5, 2.0)  # the range of the scene zoom slider
 
 
@@ -147,8 +148,6 @@ def restorer(rows: Sequence[tuple[str, str | None]]):
 def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) -> tuple:
     """Page load: the view of the address (the first example without one), as the values of
     [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts]."""
-    from . import actions, models
-
     params = dict(request.query_params) if request is not None else {}
     view = parse(params, [key for _, key in models.choices()])
     files = first_view_image(view, rows)

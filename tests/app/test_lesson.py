@@ -4,7 +4,7 @@ loaded model's and image's numbers; next / back stay within the steps."""
 import gradio as gr
 import pytest
 
-from app import lesson, ui
+from app import lesson, ui, urlstate
 
 # Added to the Branches / Attribution tabs by the "branch roles by object size" view.
 LATER = {"roles-table"}
@@ -21,6 +21,7 @@ def built():
 
 def test_every_step_opens_a_tab_and_an_element_of_the_app(built):
     tabs, ids = built
+    assert set(urlstate.TABS) == tabs  # links name the same tabs
     assert len(lesson.STEPS) == 8
     for step in lesson.STEPS:
         assert step.tab in tabs, step
