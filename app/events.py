@@ -190,4 +190,6 @@ def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chai
         went.success(lesson.require_ablation_step, [page["lesson_step"]], None, **QUIET).success(
             experiments.ablate, chain.abl_in, chain.abl_out, api_visibility="undocumented",
             **HEAVY)
+    image.change(lesson.page, [page["lesson_step"], model, image], [page["lesson_words"]],
+                 api_visibility="private", **HEAVY)  # the step's numbers are the new image's
     return start
