@@ -57,7 +57,7 @@ def test_the_real_demo_model_fills_the_first_page_within_30_s(page: Page, tmp_pa
     """The bundled model and examples, cold (the server has not loaded the model yet)."""
     with serve(models.DEMO_DEFAULT, ROOT / "assets" / "examples", tmp_path / "app.log") as url:
         seconds = open_page(page, url, 1400, 1000)
-    page.screenshot(path=screenshots / "guided_first_page_real_model.png")
+        page.screenshot(path=screenshots / "guided_first_page_real_model.png")  # server still up
     (SCREENSHOTS / "guided_first_page_seconds.txt").write_text(f"{seconds:.1f}\n")
     print(f"first page with the real demo model: {seconds:.1f} s")
     assert seconds < 30
