@@ -60,18 +60,18 @@ STEPS = (
          "are sorted by size and each size gets the branch that decided most of its pixels. "
          "Compare a coarse grid (k=1) with a fine one (k=7).",
          "Branches that see the image at different grid sizes take on different objects."),
-    Step("Take a branch away", "attribution", "",
+    Step("Take a branch away", "attribution", "ablation-changes",
          "Here the k=7 branch is removed: its output is set to zero and the rest of the "
          "network runs again. The changed pixels show what that branch did for this image. "
          "Try other branches, or **static filters** (every generated filter replaced by its "
          "average), then press Ablate.",
          "A branch matters where removing it changes the prediction."),
-    Step("Zoom the image", "sweep", "",
+    Step("Zoom the image", "sweep", "sweep-animation",
          "The scale sweep feeds your image at 0.5× to 2× its size. The pooled bins then hold "
          "other things, so the filters change with the zoom. Press **Run the scale sweep** "
          "and move through the scales.",
          "When objects get bigger or smaller, the filters follow."),
-    Step("Fusion into the prediction", "attribution", "",
+    Step("Fusion into the prediction", "attribution", "attribution-map",
          "Finally the `bottleneck`, a 3×3 convolution, mixes the backbone features x with the "
          "outputs of the {n} branches, and `conv_seg` gives each pixel a score per class: the "
          "highest wins. Because the mix is a sum, each pixel's decision splits exactly into "

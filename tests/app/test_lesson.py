@@ -6,8 +6,9 @@ import pytest
 
 from app import lesson, ui, urlstate
 
-# Added to the Branches / Attribution tabs by the "branch roles by object size" view.
-LATER = {"roles-table"}
+# Elements of the attribution tab's rebuilt views ("branch roles by object size", the
+# attribution map and the changed pixels at display size), merged from another branch.
+LATER = {"roles-table", "ablation-changes", "attribution-map"}
 
 
 @pytest.fixture(scope="module")
