@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import actions, experiments, explain
+from . import actions, card, experiments, explain, lesson, urlstate
 
 HEAVY = dict(concurrency_id="model", concurrency_limit=2)  # events that run the network
 QUIET = dict(queue=False, api_visibility="private")  # gates and UI-only helpers
@@ -71,11 +71,13 @@ class Chain:
                          api_visibility="undocumented"))
 
 
-def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, sw: dict) -> None:
+def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, sw: dict,
+         page: dict) -> None:
     chain = Chain(inp, seg, br, att)
     att["run"].click(experiments.ablate, chain.abl_in, chain.abl_out, api_name="ablate", **HEAVY)
     wire_inputs(inp, chain)
-    wire_models(demo, inp, cmp, chain)
+    start = wire_page(demo, inp, att, cmp, page, chain)
+    wire_models(start, inp, cmp, chain)
     wire_views(inp, seg, br, chain)
     wire_attribution(att, chain)
     wire_compare(inp, cmp)
@@ -95,13 +97,14 @@ def wire_inputs(inp: dict, chain: Chain) -> None:
         chain.after(inp["examples"].load_input_event)
 
 
-def wire_models(demo: gr.Blocks, inp: dict, cmp: dict, chain: Chain) -> None:
-    """Load the model on start, on a pick and on an upload; an uploaded checkpoint joins the
-    picker. A failed load says why once (its gr.Error) and the picker goes back to the model in
-    use, so no other event runs on the failed key."""
+def wire_models(start, inp: dict, cmp: dict, chain: Chain) -> None:
+    """Load the model on start (after the page has set the view of its address: `start`), on a
+    pick and on an upload; an uploaded checkpoint joins the picker. A failed load says why once
+    (its gr.Error) and the picker goes back to the model in use, so no other event runs on the
+    failed key."""
     model, info, in_use = inp["model"], inp["info"], inp["in_use"]
     picker = [model, cmp["branch"], cmp["channel"]]
-    loaded = demo.load(actions.startup, [model], [info], api_visibility="private", **HEAVY)
+    loaded = start.then(actions.startup, [model], [info], api_visibility="private", **HEAVY)
     loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET).success(
         actions.require_demo, [model], None, **QUIET).success(
         experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
@@ -190,3 +193,44 @@ def wire_sweep(inp: dict, sw: dict, chain: Chain) -> None:
                             [sw["animation"], sw["lines"], sw["status"]],
                             api_name="sweep", **HEAVY)
     sw["stop"].click(None, None, None, cancels=[swept], api_visibility="private")
+
+
+def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chain: Chain):
+    """The page's own events: the view of its address on load (the first example when there is
+    none: the image's change runs the chain, so the first page is segmented with no click), the
+    address kept up to date with what is on screen, "copy link", the model card, the notice for
+    an image out of the model's domain, and the Lesson's next / back. Returns the load event."""
+    model, image, tab = inp["model"], inp["image"], page["tab"]
+    channels = chain.channels
+    rows = page["rows"]
+    view = [model, image, inp["truth"], inp["seed"], inp["scale"], page["tabs"], tab, *channels,
+            cmp["branch"], cmp["channel"], att["mode"], att["parts"]]
+    start = demo.load(urlstate.restorer(rows), None, view, **QUIET)
+    for tab_id, item in page["tab_items"].items():
+        item.select(lambda t=tab_id: t, None, [tab], **QUIET)
+    shown = [model, image, inp["seed"], inp["scale"], tab, *channels, cmp["branch"],
+             cmp["channel"], att["mode"], att["parts"]]
+    names = [r[0] for r in rows]
+    gr.on([c.change for c in shown], lambda *v: urlstate.link(*v, examples=names), shown,
+          [inp["link"]], **QUIET).then(None, [inp["link"]], None, js=urlstate.SHOW_LINK, **QUIET)
+    inp["copy"].click(None, None, None, js=urlstate.COPY_LINK, **QUIET)
+    forgot = image.upload(urlstate.forget_example_mask(rows), [inp["truth"]], [inp["truth"]],
+                          **QUIET)
+    chain.after(forgot)  # the run the image's change started still had the old mask
+    for event in (start.then, model.change):  # the load sets the picker's start value: no change
+        event(card.model_card_or_note, [model], [inp["card"]], api_visibility="private", **HEAVY)
+    gr.on([model.change, image.change], card.domain_note, [model, image], [inp["domain"]],
+          api_visibility="private", **HEAVY)
+    steps = [page["lesson_step"], page["lesson_words"], page["tabs"], tab,
+             page["lesson_target"], cmp["image_b"], att["mode"], att["parts"]]
+    for button, delta in ((page["lesson_next"], 1), (page["lesson_back"], -1)):
+        went = button.click(lambda n, key, a, b, seed, d=delta: lesson.go(n, d, key, a, b, seed),
+                            [page["lesson_step"], model, image, cmp["image_b"], cmp["seed_b"]],
+                            steps, api_visibility="private", **HEAVY)
+        went.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)
+        went.success(lesson.require_ablation_step, [page["lesson_step"]], None, **QUIET).success(
+            experiments.ablate, chain.abl_in, chain.abl_out, api_visibility="undocumented",
+            **HEAVY)
+    image.change(lesson.page, [page["lesson_step"], model, image], [page["lesson_words"]],
+                 api_visibility="private", **HEAVY)  # the step's numbers are the new image's
+    return start

@@ -89,12 +89,19 @@ def class_bars(classes: list[str], colors: list[tuple[int, int, int]], share: li
     if iou is not None:
         fig.add_trace(go.Bar(y=classes, x=[100 * v if math.isfinite(v) else 0 for v in iou],
                              orientation="h", name="IoU %", marker_color="rgba(60,60,60,0.35)",
-                             texttemplate="IoU %{x:.1f}", textposition="outside",
+                             texttemplate="IoU %{x:.1f}", textposition="inside",
+                             insidetextanchor="end",
                              hovertemplate="%{y}: IoU %{x:.1f}%<extra></extra>"))
-    fig.update_layout(height=min(120 + 26 * n * (2 if iou else 1), 700), margin=MARGIN,
-                      barmode="group", title=dict(text="classes in the prediction", font_size=13),
-                      xaxis=dict(title="%", range=[0, 118]), legend=dict(orientation="h"),
-                      yaxis=dict(autorange="reversed"), showlegend=iou is not None)
+    # The legend sits above the bars, the axis title below them: neither covers the other, and
+    # the share's text outside its bar has room up to 125 %.
+    fig.update_layout(height=min(130 + 26 * n * (2 if iou else 1), 720),
+                      margin=dict(l=8, r=16, t=64, b=40), barmode="group",
+                      title=dict(text="classes in the prediction", font_size=13, y=0.98,
+                                 yanchor="top"),
+                      xaxis=dict(title="% of pixels (and IoU %)", range=[0, 125]),
+                      legend=dict(orientation="h", x=0, y=1.0, xanchor="left", yanchor="bottom"),
+                      yaxis=dict(autorange="reversed", automargin=True),
+                      showlegend=iou is not None)
     return fig
 
 

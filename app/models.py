@@ -201,3 +201,16 @@ def add_local(paths: Iterable[str | Path]) -> list[str]:
                 _local[key] = file
             keys.append(key)
     return keys
+
+
+def checkpoint_path(key: str) -> Path | None:
+    """The file a picker key's model is read from (None for an official one not downloaded)."""
+    if key == DEMO:
+        return demo_checkpoint()
+    if key in _local:
+        return _local[key]
+    if key in _uploads:
+        return _uploads[key].path
+    if key in OFFICIAL and official_file(key).is_file():
+        return official_file(key)
+    return None

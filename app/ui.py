@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import actions, models, sweep_view, text
+from . import actions, lesson, models, sweep_view, text
 from .diagram import architecture_svg
 from .events import wire
 from .experiments import ABLATIONS, ALL_BRANCHES, TRANSPLANTS
@@ -27,7 +27,46 @@ CSS = """
    its activation maps and "removed" panel line up with those of the k columns. */
 .skip-top { min-height: 627px; }
 #attribution-map img, #ablation-changes img { image-rendering: pixelated; }
+/* Branches: x and the four k columns stay in one row; a narrow screen scrolls it sideways. */
+div:has(> #column-x) { flex-wrap: nowrap !important; overflow-x: auto; gap: 8px; }
+div:has(> #column-x) > .column { min-width: 170px !important; flex: 1 1 0 !important; }
+div:has(> #column-x) > #column-x { min-width: 130px !important; flex: 0.7 1 0 !important; }
+/* Long names: the model picker's text stops before its icon (the full name is under it and in
+   a tooltip); options, gallery captions and legends wrap instead of being cut. */
+#model-picker input { text-overflow: ellipsis; padding-right: 28px; }
+ul.options li, ul[role=listbox] li { white-space: normal !important; }
+.caption-label, .caption { white-space: normal !important; overflow: visible !important;
+                           text-overflow: clip !important; max-width: 100% !important; }
+/* The lesson stays in view while its step scrolls the page to the view it explains. */
+#lesson-panel { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
+                box-shadow: 0 2px 6px rgba(0, 0, 0, 0.08); }
+#lesson { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px; }
+#lesson-step { min-height: 3em; }
+#domain-note { color: var(--body-text-color); background: #fff4e5; border-radius: 8px; }
+#domain-note:empty { display: none; }
 """
+# Every plotly figure is resized whenever its box changes size: Gradio draws a plot when it
+# mounts (a tab opening, a new value) and plotly then listens only to window resizes, so a plot
+# mounted in a box that was still growing stayed squeezed until the next window resize.
+PAGE_JS = """() => {
+  const watch = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const plot = e.target.querySelector(".js-plotly-plot");
+      if (plot && window.Plotly && e.contentRect.width > 0) window.Plotly.Plots.resize(plot);
+    }
+  });
+  const seen = new WeakSet();
+  const attach = () => document.querySelectorAll("[data-testid=plotly]").forEach((plot) => {
+    const box = plot.parentElement;  // the plot's own width may be fixed by a first bad draw
+    if (box && !seen.has(box)) { seen.add(box); watch.observe(box); }
+  });
+  new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
+  attach();
+  document.addEventListener("mouseover", (e) => {  // a tooltip with the full model name
+    const t = e.target;
+    if (t.matches && t.matches("#model-picker input")) t.title = t.value;
+  });
+}"""
 
 
 @dataclass
@@ -78,36 +117,61 @@ def branch_column(name: str, k: int | None) -> Column:
 
 
 def build() -> gr.Blocks:
+    rows = list_examples(os.environ.get("DMNET_EXAMPLES") or EXAMPLES_DIR)
     with gr.Blocks(title="DMNet Explorer", fill_width=True) as demo:
         gr.Markdown(text.INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                inputs = input_panel()
+                inputs = input_panel(rows)
             with gr.Column(scale=4):
-                with gr.Tabs():
-                    with gr.Tab("Segmentation", id="segmentation"):
+                page = lesson_panel()
+                with gr.Tabs() as tabs:
+                    with gr.Tab("Segmentation", id="segmentation") as tab_seg:
                         seg = segmentation_tab()
-                    with gr.Tab("Branches", id="branches"):
+                    with gr.Tab("Branches", id="branches") as tab_br:
                         br = branches_tab()
-                    with gr.Tab("Attribution & ablation", id="attribution"):
+                    with gr.Tab("Attribution & ablation", id="attribution") as tab_att:
                         att = attribution_tab()
-                    with gr.Tab("Compare A/B", id="compare"):
+                    with gr.Tab("Compare A/B", id="compare") as tab_cmp:
                         cmp = compare_tab()
-                    with gr.Tab("Scale sweep", id="sweep"):
+                    with gr.Tab("Scale sweep", id="sweep") as tab_sw:
                         sw = sweep_tab()
-                    with gr.Tab("About DMNet", id="about"):
-                        gr.HTML(architecture_svg())
+                    with gr.Tab("About DMNet", id="about") as tab_about:
+                        gr.HTML(architecture_svg(), elem_id="architecture")
                         gr.Markdown(text.ABOUT)
-        wire(demo, inputs, seg, br, att, cmp, sw)
+        tab = gr.Textbox("segmentation", visible="hidden")  # the open tab's id, for links
+        page.update(tabs=tabs, tab=tab, rows=rows, tab_items={
+            "segmentation": tab_seg, "branches": tab_br, "attribution": tab_att,
+            "compare": tab_cmp, "sweep": tab_sw, "about": tab_about})
+        wire(demo, inputs, seg, br, att, cmp, sw, page)
     return demo
 
 
-def input_panel() -> dict:
+def lesson_panel() -> dict:
+    """The Lesson (app/lesson.py): back / the step's words / next, above the tabs."""
+    with gr.Accordion("Lesson: how DMNet works, step by step, on your image", open=True,
+                      elem_id="lesson-panel"):
+        with gr.Row(elem_id="lesson", equal_height=False):
+            back = gr.Button("◀ Back", size="sm", scale=0, min_width=90, elem_id="lesson-back")
+            words = gr.Markdown(lesson.page(0, models.DEMO, None), elem_id="lesson-step")
+            forward = gr.Button("Next ▶", size="sm", scale=0, min_width=90, variant="primary",
+                                elem_id="lesson-next")
+    return dict(lesson_back=back, lesson_words=words, lesson_next=forward,
+                lesson_step=gr.State(0), lesson_target=gr.Textbox(visible="hidden"))
+
+
+def input_panel(rows: list[tuple[str, str | None]]) -> dict:
     model = gr.Dropdown(label="Model", choices=models.choices(), value=models.DEMO,
-                        allow_custom_value=True)  # uploads join the choices later
+                        allow_custom_value=True, elem_id="model-picker")  # uploads join later
     info = gr.Markdown(actions.model_status(), elem_id="model-info")
+    with gr.Accordion("Model card: what this model learned, and how well", open=False,
+                      elem_id="model-card-panel"):
+        card = gr.Markdown(elem_id="model-card")
     in_use = gr.State(models.DEMO)  # the last model this session loaded (the picker returns to it)
-    stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
+    with gr.Row():
+        stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
+        copy = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
+    link = gr.Textbox(visible="hidden")  # the view's query string (app/urlstate.py)
     with gr.Accordion(f"Upload a DMNet checkpoint (.pth, up to {max_upload_mb():,} MB)",
                       open=False):
         ckpt = gr.File(label="checkpoint", file_types=list(models.SUFFIXES), type="filepath",
@@ -120,8 +184,8 @@ def input_panel() -> dict:
                           interactive=False, height=200, format="png", elem_id="true-mask")
     with gr.Accordion("True mask (optional: a PNG of class ids)", open=False):
         truth = gr.File(label="true mask", file_types=[".png"], type="filepath")
+    domain = gr.Markdown(elem_id="domain-note")  # out of the model's domain (app/card.py)
     notes = gr.Markdown(elem_id="input-notes")
-    rows = list_examples(os.environ.get("DMNET_EXAMPLES") or EXAMPLES_DIR)
     examples = None
     if rows:
         examples = gr.Examples([[i, m] for i, m in rows], inputs=[image, truth],
@@ -134,7 +198,8 @@ def input_panel() -> dict:
         scene = gr.Button("Generate a scene", variant="secondary")
     gr.Markdown(text.INPUTS, elem_classes="teach")
     return dict(model=model, info=info, in_use=in_use, ckpt=ckpt, image=image, truth=truth,
-                truth_view=truth_view, notes=notes, seed=seed, scale=scale, scene=scene, examples=examples, stop=stop)
+                truth_view=truth_view, notes=notes, seed=seed, scale=scale, scene=scene,
+                examples=examples, stop=stop, card=card, copy=copy, link=link, domain=domain)
 
 
 def segmentation_tab() -> dict:
@@ -148,9 +213,9 @@ def segmentation_tab() -> dict:
                 highlight = gr.Dropdown(label="highlight class", choices=[actions.NO_HIGHLIGHT],
                                         value=actions.NO_HIGHLIGHT, elem_id="highlight")
         with gr.Column(scale=2):
-            bars = gr.Plot(show_label=False)
+            bars = gr.Plot(show_label=False, elem_id="class-bars")
             table = gr.Dataframe(headers=["class", "pixels %", "IoU %"], interactive=False,
-                                 label="per class")
+                                 label="per class", elem_id="class-table")
     gr.Markdown(text.SEGMENT, elem_classes="teach")
     return dict(overlay=overlay, opacity=opacity, highlight=highlight, bars=bars, table=table)
 
@@ -303,4 +368,4 @@ def launch(argv: list[str] | None = None) -> None:
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                theme=gr.themes.Soft(), css=CSS, max_file_size=f"{max_upload_mb()}mb")
+                theme=gr.themes.Soft(), css=CSS, js=PAGE_JS, max_file_size=f"{max_upload_mb()}mb")

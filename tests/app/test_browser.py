@@ -131,8 +131,12 @@ def test_typing_an_opacity_redraws_the_overlay_at_once(page: Page, server, scene
     page.set_default_timeout(TIMEOUT)
     page.goto(server)
     expect(page.locator("#model-info")).to_contain_text("loaded")
+    expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the first page's example
+    first = overlay_sources(page)
     page.locator("#input-image input[type=file]").set_input_files(str(scene[0]))
-    expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the image and its masks
+    page.wait_for_function("first => document.querySelector('#overlay img')?.src !== first[0]",
+                           arg=first)  # the uploaded image and its masks
+    expect(page.locator("#overlay img").nth(1)).to_be_visible()
     before = overlay_sources(page)
     page.locator("#opacity input[type=number]").fill("0.1")  # typed, the box keeps the focus
     page.wait_for_function("before => [...document.querySelectorAll('#overlay img')]"

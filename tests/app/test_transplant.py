@@ -42,7 +42,9 @@ def test_another_images_filters_change_the_prediction(model, scenes):
     for k in (*a.filters, None):  # one branch at a time, then all of them
         swap = dict(b.filters) if k is None else {k: b.filters[k]}
         moved, = with_filters(model, a.image, [swap])
-        assert scaled_error(moved.logits, a.logits) > 10 * SCALE_TOL, f"branch {k}"
+        # Beyond any kernel's rounding (SCALE_TOL), whichever scenes: k=1's filters move the
+        # logits least (9e-4 of their scale for ContextShapes seeds 2 and 9).
+        assert scaled_error(moved.logits, a.logits) > 3 * SCALE_TOL, f"branch {k}"
         assert moved.label.shape == a.label.shape
     assert (moved.label != a.label).any()  # all branches: some pixels change class
 

@@ -1,0 +1,216 @@
+"""The view in the page's address: which model, image, tab and selections, so a link reopens it.
+
+A link reads `?model=demo&example=shapes_1.png&tab=branches&c3=12&k=5&ch=7&ablation=remove&
+parts=k%3D7`: the model key, the example image by file name (or `seed` and `zoom` of a generated
+scene), the tab (a `gr.Tab` id of app/ui.py), the channel picked in each Branches column (`c1`,
+`c3`, ...), the Compare tab's filter size `k` and channel `ch`, and the ablation. An uploaded
+image cannot travel in a link: the link then says nothing of the image. Unknown or bad values
+are ignored (the default is used), so an old or hand-edited link still opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from . import actions, models
+from .actions import FILTER_SIZES
+from .experiments import ABLATIONS
+from .images import generate_scene
+
+TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # ui.py's ids
+PARTS = ("x", "k=1", "k=3", "k=5", "k=7")  # the ablation's inputs of the bottleneck
+ZOOMS = (0.5, 2.0)  # the range of the scene zoom slider
+
+
+@dataclass(frozen=True)
+class View:
+    """What a link shows (every field has the app's start value as default)."""
+
+    model: str = "demo"
+    example: str | None = None  # an example image's file name
+    seed: int | None = None  # or a generated scene (with its zoom)
+    zoom: float = 1.0
+    tab: str = TABS[0]
+    channels: dict[int, int] = field(default_factory=dict)  # Branches: k -> channel
+    k: int = 3  # Compare's filter size
+    channel: int | None = None  # Compare's channel
+    ablation: str = ABLATIONS[0]
+    parts: tuple[str, ...] = ("k=7",)
+
+
+def _int(value: str | None, low: int = 0, high: int = 1 << 31) -> int | None:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if low <= number <= high else None
+
+
+def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
+    """The view a link's query parameters ask for; what is missing or bad keeps its default."""
+    view = View()
+    get = params.get
+    zoom = view.zoom
+    try:
+        zoom = min(max(float(get("zoom", "1")), ZOOMS[0]), ZOOMS[1])
+    except ValueError:
+        pass
+    parts = tuple(p for p in str(get("parts", "")).split(",") if p in PARTS)
+    k = _int(get("k"))
+    return View(
+        model=get("model") if get("model") in models else view.model,
+        example=Path(get("example")).name if get("example") else None,
+        seed=_int(get("seed")), zoom=zoom,
+        tab=get("tab") if get("tab") in TABS else view.tab,
+        channels={k: c for k in FILTER_SIZES if (c := _int(get(f"c{k}"))) is not None},
+        k=k if k in FILTER_SIZES else view.k,
+        channel=_int(get("ch")),
+        ablation=get("ablation") if get("ablation") in ABLATIONS else view.ablation,
+        parts=parts if "parts" in params else view.parts)
+
+
+def encode(view: View) -> str:
+    """The query string of a view (without "?"); fields at their default are left out."""
+    base = View()
+    query: dict[str, str] = {"model": view.model}
+    if view.example:
+        query["example"] = view.example
+    elif view.seed is not None:
+        query["seed"] = str(view.seed)
+        if view.zoom != 1.0:
+            query["zoom"] = f"{view.zoom:g}"
+    query["tab"] = view.tab
+    query.update({f"c{k}": str(c) for k, c in sorted(view.channels.items())})
+    if view.k != base.k:
+        query["k"] = str(view.k)
+    if view.channel is not None:
+        query["ch"] = str(view.channel)
+    if view.ablation != base.ablation:
+        query["ablation"] = view.ablation
+    if view.parts != base.parts:
+        query["parts"] = ",".join(view.parts)
+    return urlencode(query)
+
+
+def source(image: str | None, seed: float | None, zoom: float | None,
+           examples: Sequence[str]) -> tuple[str | None, int | None, float]:
+    """(example name, scene seed, zoom) of the image on screen: an example by its file name, a
+    generated scene when its pixels are those of the scene the seed and zoom fields make, else
+    neither (an upload)."""
+    if not image:
+        return None, None, 1.0
+    name = Path(image).name
+    if name in {Path(e).name for e in examples}:
+        return name, None, 1.0
+    if seed is None or zoom is None:
+        return None, None, 1.0
+    try:
+        with Image.open(image) as im:
+            pixels = np.asarray(im.convert("RGB"))
+    except OSError:
+        return None, None, 1.0
+    scene = generate_scene(int(seed), float(zoom))[0]
+    if pixels.shape == scene.shape and np.array_equal(pixels, scene):
+        return None, int(seed), float(zoom)
+    return None, None, 1.0
+
+
+def first_view_image(view: View, rows: Sequence[tuple[str, str | None]]
+                     ) -> tuple[str | None, str | None] | None:
+    """The (image, true mask) files a view opens with: the example it names, else (without a
+    scene seed) the first example with a true mask, else the first example; None: generate the
+    view's scene (seed 0 when there is no example at all)."""
+    if view.example:
+        named = [r for r in rows if Path(r[0]).name == view.example]
+        if named:
+            return named[0]
+    if view.seed is not None or not rows:
+        return None
+    return next((r for r in rows if r[1]), rows[0])
+
+
+# --- the page's events ----------------------------------------------------------------------------
+
+def restorer(rows: Sequence[tuple[str, str | None]]):
+    """The page-load action for these examples (Gradio passes the request by its annotation)."""
+    def restore_view(request: gr.Request) -> tuple:
+        return restore(request, rows)
+    return restore_view
+
+
+def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) -> tuple:
+    """Page load: the view of the address (the first example without one), as the values of
+    [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts]."""
+    params = dict(request.query_params) if request is not None else {}
+    view = parse(params, [key for _, key in models.choices()])
+    files = first_view_image(view, rows)
+    if files is None:
+        seed = view.seed or 0
+        image, truth = actions.make_scene(seed, view.zoom)
+    else:
+        (image, truth), seed = files, view.seed or 0
+    channels = [view.channels.get(k, gr.skip()) for k in FILTER_SIZES]
+    return (view.model, image, truth, seed, view.zoom, gr.Tabs(selected=view.tab), view.tab,
+            *channels, view.k, gr.skip() if view.channel is None else view.channel,
+            view.ablation, list(view.parts))
+
+
+def link(model: str, image: str | None, seed: float | None, zoom: float | None, tab: str,
+         c1, c3, c5, c7, k, channel, ablation: str, parts: list[str] | None,
+         examples: Sequence[str] = ()) -> str:
+    """The query string of what is on screen."""
+    example, scene, scene_zoom = source(image, seed, zoom, examples)
+    channels = {size: c for size, value in zip(FILTER_SIZES, (c1, c3, c5, c7), strict=True)
+                if (c := _int(value)) is not None}
+    return encode(View(model=model or "demo", example=example, seed=scene, zoom=scene_zoom,
+                       tab=tab if tab in TABS else TABS[0], channels=channels,
+                       k=_int(k) if _int(k) in FILTER_SIZES else 3, channel=_int(channel),
+                       ablation=ablation if ablation in ABLATIONS else ABLATIONS[0],
+                       parts=tuple(p for p in parts or () if p in PARTS)))
+
+
+# Run in the page after `link`: the address bar shows the view (no reload, no history entry).
+SHOW_LINK = """(query) => {
+  const url = location.pathname + (query ? "?" + query : "");
+  if (location.pathname + location.search !== url) history.replaceState(null, "", url);
+}"""
+# The "Copy link" button: the address (kept up to date by SHOW_LINK), to the clipboard.
+COPY_LINK = """() => {
+  const url = location.href;
+  const done = () => {
+    const b = document.querySelector("#copy-link");
+    if (!b) return;
+    const was = b.textContent;
+    b.textContent = "✓ link copied";
+    setTimeout(() => { b.textContent = was; }, 1500);
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(url).then(done, () => window.prompt("Copy this link:", url));
+  } else { window.prompt("Copy this link:", url); }
+}"""
+
+
+def example_mask(truth: str | None, rows: Sequence[tuple[str, str | None]]) -> bool:
+    """Whether a true-mask file came with an example or a generated scene (by its name)."""
+    if not truth:
+        return False
+    name = Path(truth).name
+    return name in {Path(m).name for _, m in rows if m} or (
+        name.startswith("scene_") and name.endswith("_mask.png"))
+
+
+def forget_example_mask(rows: Sequence[tuple[str, str | None]]):
+    """The action of a user's own image: the mask of the example or scene before it cannot be
+    this image's, so it goes (a mask the user gave is kept); stops the chain when none went."""
+    def forget(truth: str | None):
+        if not example_mask(truth, rows):
+            raise gr.Error("no example mask", visible=False, print_exception=False)
+        return None
+    return forget
