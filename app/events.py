@@ -119,6 +119,10 @@ def wire_models(start, inp: dict, cmp: dict, chain: Chain) -> None:
                                           api_visibility="undocumented", **HEAVY)):
         load.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)
         kept = load.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
+        kept.success(card.model_card_or_note, [model], [inp["card"]], api_visibility="private",
+                     **HEAVY)
+        kept.success(card.domain_note, [model, inp["image"]], [inp["domain"]],
+                     api_visibility="private", **HEAVY)
         kept.success(experiments.channel_picker, picker, [cmp["channel"]],
                      api_visibility="private", **HEAVY)
         chain.after(kept)
@@ -211,16 +215,20 @@ def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chai
     shown = [model, image, inp["seed"], inp["scale"], tab, *channels, cmp["branch"],
              cmp["channel"], att["mode"], att["parts"]]
     names = [r[0] for r in rows]
-    gr.on([c.change for c in shown], lambda *v: urlstate.link(*v, examples=names), shown,
-          [inp["link"]], **QUIET).then(None, [inp["link"]], None, js=urlstate.SHOW_LINK, **QUIET)
+    def address(*values) -> str:  # the view's query string (computes nothing on the model)
+        return urlstate.link(*values, examples=names)
+
+    gr.on([c.change for c in shown], address, shown, [inp["link"]], **QUIET).then(
+        None, [inp["link"]], None, js=urlstate.SHOW_LINK, **QUIET)
     inp["copy"].click(None, None, None, js=urlstate.COPY_LINK, **QUIET)
     forgot = image.upload(urlstate.forget_example_mask(rows), [inp["truth"]], [inp["truth"]],
                           **QUIET)
     chain.after(forgot)  # the run the image's change started still had the old mask
-    for event in (start.then, model.change):  # the load sets the picker's start value: no change
-        event(card.model_card_or_note, [model], [inp["card"]], api_visibility="private", **HEAVY)
-    gr.on([model.change, image.change], card.domain_note, [model, image], [inp["domain"]],
-          api_visibility="private", **HEAVY)
+    # After a pick, the card and the domain notice follow the load (wire_models): a pick that
+    # fails runs nothing on its key.
+    start.then(card.model_card_or_note, [model], [inp["card"]], api_visibility="private", **HEAVY)
+    image.change(card.domain_note, [model, image], [inp["domain"]], api_visibility="private",
+                 **HEAVY)
     steps = [page["lesson_step"], page["lesson_words"], page["tabs"], tab,
              page["lesson_target"], cmp["image_b"], att["mode"], att["parts"]]
     for button, delta in ((page["lesson_next"], 1), (page["lesson_back"], -1)):

@@ -27,8 +27,8 @@ from dmnet import PRESETS, CheckpointError, DMNet, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = "demo"
-DEMO_DEFAULT = ROOT / "assets" / "demo" / "dmnet_r18-d8_shapes.pth"
-SMALL_PRESET = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128"
+DEMO_DEFAULT = ROOT / "assets" / "demo" / "dmnet_r18-d8_context.pth"
+DEMO_PRESET = "dmnet_r18w32-d8_1xb8-6k_context-128x128"
 CACHE_SIZE = 2  # models kept in memory (an official R-101 takes ~0.3 GB)
 OFFICIAL = [name for name, p in PRESETS.items() if p.checkpoint_url]
 DATASET_TITLES = {"cityscapes": "Cityscapes", "ade20k": "ADE20K"}
@@ -49,8 +49,9 @@ def demo_missing_message() -> str:
     path = demo_checkpoint()
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     return (f"The demo checkpoint is missing: no file at `{shown}`. It is this project's small "
-            f"DMNet trained on MultiScaleShapes (preset `{SMALL_PRESET}`): `make "
-            "demo-checkpoint` trains it (a few CPU hours, resumable) and writes it there; or "
+            f"DMNet trained on ContextShapes (preset `{DEMO_PRESET}`): `make "
+            "demo-checkpoint` trains it (about an hour on 2 CPU cores, resumable) and writes "
+            "it there; or "
             "set `DMNET_DEMO_CHECKPOINT` to a DMNet checkpoint. Meanwhile, pick an official "
             "model (downloaded on first use) or upload a .pth.")
 
@@ -88,7 +89,7 @@ _loading: dict[str, threading.Lock] = {}  # one lock per key while it loads
 
 def choices() -> list[tuple[str, str]]:
     """(label, key) of every model the picker offers, loaded ones marked."""
-    demo = "demo: small DMNet (ResNet-18) trained on MultiScaleShapes"
+    demo = "demo: small DMNet (ResNet-18) trained on ContextShapes"
     if not demo_checkpoint().is_file():
         demo += " (checkpoint missing)"
     items = [(demo + (" · loaded" if DEMO in _models else ""), DEMO)]

@@ -14,9 +14,12 @@ convolves the features with those filters. The filters are computed from the ima
 image gets different filters. — {PAPER}"""
 
 INPUTS = """Upload, paste or photograph an image, pick an example, or **generate a scene** from
-MultiScaleShapes (this project's synthetic data: six shape classes at every size, colours that
-do not give the class away). A generated scene comes with its **true mask**, so every view can
-show where the prediction is right."""
+ContextShapes, the demo model's synthetic data: pictures in a striped or a checked frame, and an
+object's class is its shape *and* the frame ("disk, striped frame" is not "disk, checked
+frame"). The frame is far from most objects, so the model must carry what it sees there to every
+pixel: that is what DMNet's image-dependent filters do. Each scene has its own object size, and
+colours do not give the class away. A generated scene comes with its **true mask**, so every
+view can show where the prediction is right."""
 
 SEGMENT = f"""**What you see.** The prediction of the whole network, blended over the image.
 Hover a class in the legend to highlight it, or click it (or pick it below) to dim the others.
@@ -133,7 +136,7 @@ normalised and rectified. The outputs of the DCMs (k = 1, 3, 5, 7 in the publish
 concatenated with the backbone features and fused by a 3×3 convolution before the classifier.
 
 This app runs a plain-PyTorch DMNet that loads mmsegmentation's checkpoints unchanged: the
-bundled demo model (a small ResNet-18 DMNet trained on MultiScaleShapes) or the 12 official
+bundled demo model (a small ResNet-18 DMNet trained on ContextShapes) or the 12 official
 Cityscapes and ADE20K models. Every view comes from one forward pass (`DMNet.inspect`).
 
 {PAPER}"""

@@ -52,8 +52,8 @@ CASES = [
     ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 512)),
     ("dmnet_r101-d8_4xb2-40k_cityscapes-512x1024", (512, 1024)),
-    ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (192, 192)),  # the demo model at its test scale
-    ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (512, 512)),
+    ("dmnet_r18w32-d8_1xb8-6k_context-128x128", (192, 192)),  # the demo model at its test scale
+    ("dmnet_r18w32-d8_1xb8-6k_context-128x128", (512, 512)),
 ]
 # Test-mode cases (`--modes`), not run by default: minutes a run on 2 CPU cores.
 MODE_CASES = {  # mode: (preset, input size, segment() arguments)

@@ -1,6 +1,6 @@
 """Turn a training checkpoint into a release file: weights and meta only (mmseg's publish_model).
 
-    python -m training.publish work_dirs/demo/iter_4000.pth assets/demo/dmnet_r18-d8_shapes.pth
+    python -m training.publish work_dirs/context/iter_6000.pth assets/demo/dmnet_r18-d8_context.pth
 
 Drops the optimizer, scheduler, RNG and sampler states (what only `--resume` needs), keeps
 `meta` (dataset_meta, preset, iteration, seed) and `state_dict` in mmseg 1.x's layout, writes the

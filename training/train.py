@@ -1,6 +1,6 @@
 """Train DMNet with the recipe of mmsegmentation's configs (facts §3-§6), iteration based.
 
-    python -m training.train dmnet_r18w32-d8_1xb8-7k_shapes-128x128 --work-dir work_dirs/shapes
+    python -m training.train dmnet_r18w32-d8_1xb8-6k_context-128x128 --work-dir work_dirs/context
     torchrun --nproc-per-node 4 -m training.train dmnet_r50-d8_4xb2-40k_cityscapes-512x1024 \
         --work-dir work_dirs/cs --data-root data/cityscapes --backbone-weights resnet50_v1c.pth
     python -m training.train PRESET --work-dir DIR --resume      # continue from DIR/last_checkpoint

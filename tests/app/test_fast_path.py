@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import dmnet.fast
-from app import actions, models, runtime
+from app import actions, explain, models, runtime
 from app.analysis import analyse, network_input, predict, runner, segmentation_precision
 from app.runtime import Segmented
 from dmnet import DMNet
@@ -110,7 +110,7 @@ def test_the_description_names_the_precision(passes, bf16_cpu, image_path):
     text = actions.segment(R50, image_path, None, 0.6, None)[-1]
     assert "prediction in **bf16** (fast path" in text and "other views run in fp32" in text
     assert "once their pass has run" in text
-    actions.attribution(R50, image_path)
+    explain.attribution(R50, image_path, 0.0, None)
     text = actions.segment(R50, image_path, None, 0.6, None)[-1]
     assert "%** of pixels agree with it" in text and passes == ["predict", "analyse"]
     fast = predict(tiny_r50(), rgb_noise(40, 40), "bf16")

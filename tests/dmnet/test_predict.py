@@ -16,9 +16,9 @@ from dmnet import predict as cli
 from dmnet.inference import segment_image
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = str(ROOT / "assets" / "demo" / "dmnet_r18-d8_shapes.pth")
+CHECKPOINT = str(ROOT / "assets" / "demo" / "dmnet_r18-d8_context.pth")
 EXAMPLES = ROOT / "assets" / "examples"
-SHAPES = sorted(EXAMPLES.glob("shapes_?.png"))  # three 128x128 scenes
+SHAPES = sorted(EXAMPLES.glob("context_?.png"))  # four 128x128 scenes
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def expected_mask(model, image: np.ndarray, **kw) -> np.ndarray:
 def test_examples_masks_equal_predict_with_the_palette_and_overlays(model, tmp_path):
     assert run(EXAMPLES, out=tmp_path) == 0
     files = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
-    assert len(files) == 9
+    assert len(files) == 2 * len(SHAPES) + 3  # scenes, their masks, three photographs
     palette = [v for rgb in model.preset.palette for v in rgb]
     for path in files:
         image = cli.read_image(path)
@@ -170,7 +170,7 @@ def test_fast_prints_its_pixel_agreement(model, tmp_path, capsys):
     assert f"--fast: {dmnet.fast.fast_precision(torch.device('cpu'))}" in err
     agree = float(err.split("% of the first batch's pixels")[0].rsplit(" ", 1)[1])
     assert agree > 99
-    assert len(list((tmp_path / "masks").iterdir())) == 3
+    assert len(list((tmp_path / "masks").iterdir())) == len(SHAPES)
 
 
 def write_video(path: Path, frames: list[np.ndarray]) -> None:
@@ -194,7 +194,7 @@ def test_video_frames_go_to_a_subfolder(model, tmp_path):
     write_video(tmp_path / "clip.mp4", [cli.read_image(p) for p in SHAPES])
     assert run(tmp_path / "clip.mp4", "--batch", "2", out=tmp_path / "out") == 0
     frames = read_frames(tmp_path / "clip.mp4")
-    assert len(frames) == 3
+    assert len(frames) == len(SHAPES)
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(mask(tmp_path / "out", f"clip/{i:06d}"),
                                       expected_mask(model, frame))
