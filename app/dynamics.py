@@ -3,8 +3,8 @@
 A DCM's filters are computed from the image, but most of each filter is the same for every image:
 its mean over many inputs. What adapts is the rest, the *dynamic part*. So every view splits a
 generated filter into the mean over a fixed reference set and the dynamic part, and measures
-similarity and input-dependence on the dynamic part (raw filters of two images have cosines of
-0.95-1.0 because the mean dominates both).
+similarity and input-dependence on the dynamic part (where the mean dominates, raw filters of
+two images have cosines of 0.95-1.0 however differently the images moved them).
 
 The reference set is fixed per model and stated in the UI (`Reference.description`):
 - models trained on a synthetic dataset (MultiScaleShapes, ContextShapes): the first
