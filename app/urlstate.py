@@ -1,6 +1,6 @@
 """The view in the page's address: which model, image, tab and selections, so a link reopens it.
 
-A link reads `?model=demo&example=shapes_1.png&tab=branches&c3=12&k=5&ch=7&ablation=remove&
+A link reads `?model=demo&example=context_1.png&tab=branches&c3=12&k=5&ch=7&ablation=remove&
 parts=k%3D7`: the model key, the example image by file name (or `seed` and `zoom` of a generated
 scene), the tab (a `gr.Tab` id of app/ui.py), the channel picked in each Branches column (`c1`,
 `c3`, ...), the Compare tab's filter size `k` and channel `ch`, and the ablation. An uploaded
