@@ -40,7 +40,8 @@ class Chain:
         self.rm_in, self.roles_in = truth, truth
         self.rm_out = [c for col in br["columns"].values() for c in (col.removed,
                                                                      col.removed_note)]
-        self.att_in = [inp["model"], inp["image"], att["opacity"], att["shown"], att["point"]]
+        self.att_in = [inp["model"], inp["image"], att["opacity"], att["shown"], att["point"],
+                       att["legend"]]
         self.att_out = [att["dominance"], att["shown"], att["table"], att["legend"], att["bars"]]
         self.roles_out = [att["roles_table"], att["roles_plot"], att["roles_note"]]
         self.abl_in = [*truth, att["mode"], att["parts"], att["changes_opacity"],
@@ -146,11 +147,12 @@ def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
 
 
 def wire_attribution(att: dict, chain: Chain) -> None:
-    """The attribution map and the ablation's changed pixels redraw at once when their opacity
-    or class filter changes (`input`: a drag, a typed number, a pick); a click on the map picks
-    the pixel whose margin the bars split."""
-    gr.on([att["opacity"].input, att["shown"].input], explain.attribution, chain.att_in,
-          chain.att_out, trigger_mode="always_last", api_visibility="undocumented", **HEAVY)
+    """The attribution map and the ablation's changed pixels redraw at once when their opacity,
+    class filter or (the map's) legend changes (`input`: a drag, a typed number, a pick); a
+    click on the map picks the pixel whose margin the bars split."""
+    gr.on([att["opacity"].input, att["shown"].input, att["legend"].input], explain.attribution,
+          chain.att_in, chain.att_out, trigger_mode="always_last",
+          api_visibility="undocumented", **HEAVY)
     att["dominance"].select(explain.pick_pixel, chain.att_in[:2], [att["point"]],
                             api_visibility="private").success(
         explain.attribution, chain.att_in, chain.att_out, api_visibility="undocumented",

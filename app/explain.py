@@ -20,6 +20,7 @@ from .roles import BACKGROUND, branch_roles, changed_share, decider, removed_lab
 from .runtime import gpu, see, user_errors
 
 ALL = "all classes"  # the class filter's "no filter"
+EVERY_INPUT = "every input"  # the legend's "no filter"
 COLUMNS = (X, *(branch_name(k) for k in (1, 3, 5, 7)))  # the Branches tab's columns
 NEEDS_TRUTH = ("Needs a true mask: generate a scene, or pick an example that has one "
                "(or upload a mask of class ids).")
@@ -55,9 +56,10 @@ def pick_pixel(key: str, image: str | None, evt: gr.SelectData) -> tuple[float, 
 @user_errors
 @gpu
 def attribution(key: str, image: str | None, opacity: float, shown: str | None,
-                point: tuple[float, float] | None = None):
+                point: tuple[float, float] | None = None, decided: str | None = None):
     """The map of which input decides each pixel, the class filter, a per-class table, the
-    legend, and the clicked pixel's margin split by input."""
+    legend (click an input: only the pixels it decides, `decided`), and the clicked pixel's
+    margin split by input."""
     a = see(key, image).analysis
     names = list(a.part_names)
     colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
@@ -65,6 +67,8 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     counts = decisions(a.label, winner, len(a.classes), len(names))  # (classes, P)
     present = [c for c in range(len(a.classes)) if counts[c].sum() > 0]
     keep, picker = class_filter(shown, a.label, a.classes, present)
+    if decided in names:
+        keep = keep & (winner == names.index(decided))
     lut = np.asarray(colors, np.uint8)
     view = overlays.readable(a.image, lut[winner], keep, a.label, opacity, dim=~keep)
     cell = cell_of(point, a.feature_size)
@@ -75,10 +79,9 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
               *(round(100 * float(v) / float(counts[c].sum()), 1) for v in counts[c])]
              for c in present]
     table = gr.Dataframe(value=rows, headers=["class", "pixels %", *names])
-    legend = " ".join(
-        f"<span style='display:inline-block;padding:2px 8px;margin:2px;border-radius:4px;"
-        f"color:white;background:{overlays.hex_color(c)}'>{n} · {100 * v / a.label.size:.0f}%"
-        f"</span>" for n, c, v in zip(names, colors, total, strict=True))
+    legend = gr.Radio(choices=[(EVERY_INPUT, EVERY_INPUT), *(
+        (f"{n} · {100 * v / a.label.size:.0f}%", n) for n, v in zip(names, total, strict=True))],
+        value=decided if decided in names else EVERY_INPUT)
     return view, picker, table, legend, pixel_bars(a, cell, names, colors)
 
 

@@ -68,7 +68,8 @@ what five inputs say about every pixel: the backbone features **x** and the four
 *margin*) is exactly a sum of one term per input, plus a constant. The map colours each pixel by
 the input with the largest term: the one that decided it. It is drawn at the resolution the
 head works at (one square per feature cell, 1/8 of the input), in the inputs' own colours; the
-slider puts the image under it, the class buttons show only the pixels of one class, and the
+slider puts the image under it, a click on an input in the legend shows only the pixels it
+decides, the class buttons show only the pixels of one class, and the
 table counts, for every class, which input decides its pixels. **Click a pixel**: the bars show
 each input's term for that pixel. A tall positive bar pushed the pixel towards its class, a
 negative one pushed against it.

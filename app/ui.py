@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import actions, lesson, models, sweep_view, text
+from . import actions, lesson, models, overlays, sweep_view, text
 from .diagram import architecture_svg
 from .events import wire
 from .experiments import ABLATIONS, ALL_BRANCHES, TRANSPLANTS
-from .explain import ALL
+from .explain import ALL, EVERY_INPUT
 from .images import list_examples
 
 EXAMPLES_DIR = models.ROOT / "assets" / "examples"  # or $DMNET_EXAMPLES
@@ -27,6 +27,10 @@ CSS = """
    its activation maps and "removed" panel line up with those of the k columns. */
 .skip-top { min-height: 627px; }
 #attribution-map img, #ablation-changes img { image-rendering: pixelated; }
+""" + "".join(  # the attribution legend's chips in their inputs' colours (after "every input")
+    f"#attribution-legend label:nth-of-type({i + 2}) {{ background: {overlays.hex_color(c)} "
+    f"!important; color: white !important; }}\n"
+    for i, c in enumerate(overlays.PART_COLORS.values())) + """
 /* Branches: x and the four k columns stay in one row; a narrow screen scrolls it sideways. */
 div:has(> #column-x) { flex-wrap: nowrap !important; overflow-x: auto; gap: 8px; }
 div:has(> #column-x) > .column { min-width: 170px !important; flex: 1 1 0 !important; }
@@ -241,7 +245,8 @@ def attribution_tab() -> dict:
                                  elem_id="attribution-map")
         with gr.Column(scale=2):
             bars = gr.Plot(show_label=False, elem_id="pixel-bars")
-            legend = gr.HTML(elem_id="attribution-legend")
+            legend = gr.Radio([EVERY_INPUT], value=EVERY_INPUT, elem_id="attribution-legend",
+                              label="legend: click an input to see only the pixels it decides")
             opacity = gr.Slider(0, 1, value=0, step=0.05, elem_id="attribution-opacity",
                                 label="image under the map: 0 = map only, 1 = image only")
             shown = gr.Radio([ALL], value=ALL, label="show only the pixels of class",

@@ -71,9 +71,17 @@ def test_a_pixel_click_splits_its_margin_and_the_filters_redraw(opened, screensh
     table = page.locator("#attribution-classes")
     expect(table).to_contain_text("all classes")
     page.locator("#attribution-opacity input[type=number]").fill("0.7")
-    changed(page, SRC, "#attribution-map", src)
+    src = changed(page, SRC, "#attribution-map", src)
+    legend = page.locator("#attribution-legend label")
+    expect(legend).to_have_count(6)  # every input, x, k=1, 3, 5, 7: chips with their shares
+    expect(legend.nth(3)).to_contain_text(re.compile(r"k=3 · \d+%"))
+    legend.nth(3).click()  # k=3 in the legend: only the pixels k=3 decides
+    src = changed(page, SRC, "#attribution-map", src)
+    expect(page.locator("#attribution-legend input:checked")).to_have_value("k=3")
     page.screenshot(path=screenshots / f"21_attribution_filtered_{width}x{height}.png",
                     full_page=True)
+    legend.first.click()  # every input again
+    changed(page, SRC, "#attribution-map", src)
 
     src = page.evaluate(SRC, "#ablation-changes")
     page.locator("#ablation-class label").last.click()  # the other classes' pixels dim

@@ -119,11 +119,22 @@ def test_actions_explain_the_prediction(demo_env, scene):
     names = ["x", "k=1", "k=3", "k=5", "k=7"]
     assert table.headers == ["class", "pixels %", *names]
     assert sum(table.value["data"][0][2:]) == pytest.approx(100, abs=0.5)
-    assert picker.choices[0][0] == explain.ALL and all(n in legend for n in names)
+    assert picker.choices[0][0] == explain.ALL
+    assert [value for _, value in legend.choices] == [explain.EVERY_INPUT, *names]
+    assert legend.value == explain.EVERY_INPUT
     one = picker.choices[1][0]
     filtered = explain.attribution("demo", image, 0.0, one, None)[0]
-    assert (filtered == overlays.FILTERED).all(-1).mean() > (view == overlays.FILTERED).all(
-        -1).mean()
+    gray = (view == overlays.FILTERED).all(-1).mean()
+    assert (filtered == overlays.FILTERED).all(-1).mean() > gray
+    # A click on an input in the legend: only the pixels it decides (the others light gray),
+    # as many as the legend says, and the legend keeps the pick.
+    shares = {v: float(label.split(" · ")[1].rstrip("%")) for label, v in legend.choices[1:]}
+    top = max(shares, key=shares.get)
+    only, _, _, picked, _ = explain.attribution("demo", image, 0.0, None, None, top)
+    assert picked.value == top
+    shown = 100 * (1 - (only == overlays.FILTERED).all(-1).mean())
+    assert shown == pytest.approx(shares[top], abs=3)  # the map's cells vs the legend's pixels
+    assert not (only == view).all()
     other = explain.attribution("demo", image, 0.0, None, (0.05, 0.05))[4]
     assert other.layout.title.text != bars.layout.title.text  # another cell's margin
 
