@@ -29,8 +29,7 @@ import numpy as np
 
 from dmnet.presets import DATASETS
 
-from .shapes import (CHECKS, STRIPES, UPRIGHT, MultiScaleShapes, ShapesSample, _background,
-                     shape_mask)
+from .shapes import CHECKS, STRIPES, MultiScaleShapes, ShapesSample, _background, paint
 
 CLASSES, PALETTE = DATASETS["context_shapes"]
 SHAPES = ("disk", "square", "triangle")
@@ -84,22 +83,8 @@ def render_context(seed: int, index: int, size: int = SIZE) -> ShapesSample:
             continue
         placed.append((cy, cx, r))
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        angle = UPRIGHT.get(shape, 0.0)
-        y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
-        x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
-        du, dv = (xx[y0:y1, x0:x1] - cx) / r, (yy[y0:y1, x0:x1] - cy) / r
-        u = du * math.cos(angle) + dv * math.sin(angle)
-        v = -du * math.sin(angle) + dv * math.cos(angle)
-        inside = shape_mask(shape, u, v)
-        under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else image[y0, x0]
-        fill = rng.uniform(0, 255, 3)
-        for _ in range(10):  # a flat colour that stands out from what it covers
-            if np.linalg.norm(fill - under) > 60:
-                break
-            fill = rng.uniform(0, 255, 3)
-        image[y0:y1, x0:x1][inside] = fill
-        label[y0:y1, x0:x1][inside] = class_id(shape, world)
-        instances[y0:y1, x0:x1][inside] = len(placed)
+        paint(rng, (image, label, instances), (yy, xx), (cy, cx, r), shape,
+              (class_id(shape, world), len(placed)))
     image += rng.normal(0, 6, image.shape)
     return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances,
                         [2 * r for _, _, r in placed], world)

@@ -108,6 +108,33 @@ def shape_mask(cls: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape class {cls!r}")
 
 
+def paint(rng: np.random.Generator, layers: tuple[np.ndarray, np.ndarray, np.ndarray],
+          grid: tuple[np.ndarray, np.ndarray], circle: tuple[float, float, float], shape: str,
+          ids: tuple[int, int]) -> None:
+    """Draw one upright `shape` (circumscribed circle (cy, cx, r)) in place: into the (image,
+    label, instances) layers, in a flat colour drawn from `rng` that stands out from what it
+    covers (a class-independent rejection), with ids (class, instance)."""
+    image, label, instances = layers
+    (yy, xx), (cy, cx, r) = grid, circle
+    size_y, size_x = label.shape
+    angle = UPRIGHT.get(shape, 0.0)
+    y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size_y)
+    x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size_x)
+    du, dv = (xx[y0:y1, x0:x1] - cx) / r, (yy[y0:y1, x0:x1] - cy) / r
+    u = du * math.cos(angle) + dv * math.sin(angle)
+    v = -du * math.sin(angle) + dv * math.cos(angle)
+    inside = shape_mask(shape, u, v)
+    under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else image[y0, x0]
+    fill = rng.uniform(0, 255, 3)
+    for _ in range(10):
+        if np.linalg.norm(fill - under) > 60:
+            break
+        fill = rng.uniform(0, 255, 3)
+    image[y0:y1, x0:x1][inside] = fill
+    label[y0:y1, x0:x1][inside] = ids[0]
+    instances[y0:y1, x0:x1][inside] = ids[1]
+
+
 def render(seed: int, index: int, size: int = SIZE, min_px: float = 5.0,
            objects: tuple[int, int] = (4, 12)) -> ShapesSample:
     """One image, deterministic from (seed, index). Objects lie wholly inside the image and do not
@@ -130,24 +157,8 @@ def render(seed: int, index: int, size: int = SIZE, min_px: float = 5.0,
             continue
         placed.append((cy, cx, r))
         cls = int(rng.integers(1, len(CLASSES)))
-        angle = UPRIGHT.get(CLASSES[cls], 0.0)
-        y0, y1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
-        x0, x1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
-        gy, gx = yy[y0:y1, x0:x1], xx[y0:y1, x0:x1]
-        du, dv = (gx - cx) / r, (gy - cy) / r
-        u = du * math.cos(angle) + dv * math.sin(angle)
-        v = -du * math.sin(angle) + dv * math.cos(angle)
-        inside = shape_mask(CLASSES[cls], u, v)
-        # A flat colour that stands out from what it covers (class-independent rejection).
-        under = image[y0:y1, x0:x1][inside].mean(0) if inside.any() else image[y0, x0]
-        fill = rng.uniform(0, 255, 3)
-        for _ in range(10):
-            if np.linalg.norm(fill - under) > 60:
-                break
-            fill = rng.uniform(0, 255, 3)
-        image[y0:y1, x0:x1][inside] = fill
-        label[y0:y1, x0:x1][inside] = cls
-        instances[y0:y1, x0:x1][inside] = len(placed)
+        paint(rng, (image, label, instances), (yy, xx), (cy, cx, r), CLASSES[cls],
+              (cls, len(placed)))
     image += rng.normal(0, 6, image.shape)
     return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances,
                         [2 * r for _, _, r in placed])
