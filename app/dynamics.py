@@ -25,7 +25,6 @@ from dmnet import DMNet
 
 from .filters import input_dependence, rank_channels
 
-SYNTHETIC = ("multiscale_shapes", "context_shapes")  # generated here: their val split is at hand
 SCENES = 8  # validation scenes in a synthetic model's reference set (~0.4 s each for the demo
 # model on 2 CPU threads: the reference is computed when a model loads, before its first view)
 PHOTOS = 4  # scikit-image photographs in the reference set of every other model (at its test
@@ -47,9 +46,9 @@ class Reference:
 def reference_data(dataset: str) -> tuple[list[tuple[np.ndarray]], str]:
     """The fixed reference images of a model trained on `dataset` (as `(image,)` items, what
     `training.ablation` reads), and their description."""
-    if dataset in SYNTHETIC:
-        from training.data import build_dataset
+    from training.data import SYNTHETIC, build_dataset  # generated here: their val split is at hand
 
+    if dataset in SYNTHETIC:
         val = build_dataset(dataset, "val", None)
         name = type(val).__name__
         return [(val[i][0],) for i in range(min(SCENES, len(val)))], \
