@@ -30,7 +30,7 @@ SYNTHETIC = {  # datasets of generated scenes -> their words
     "multiscale_shapes": "MultiScaleShapes, this project's generated scenes: flat shapes of six "
                          "kinds at every size over stripes or checks (training/data/shapes.py)",
     "context_shapes": "ContextShapes, this project's generated scenes: a shape's class is its "
-                      "shape and the ground (stripes or checks) it lies on, one object size per "
+                      "shape and the picture's frame (stripes or checks), one object size per "
                       "scene (training/data/context.py)",
 }
 PHOTOS = {
