@@ -42,7 +42,8 @@ class Chain:
                                                                      col.removed_note)]
         self.att_in = [inp["model"], inp["image"], att["opacity"], att["shown"], att["point"],
                        att["legend"]]
-        self.att_out = [att["dominance"], att["shown"], att["table"], att["legend"], att["bars"]]
+        self.att_out = [att["dominance"], att["shown"], att["table"], att["legend"], att["bars"],
+                        att["readout"]]
         self.roles_out = [att["roles_table"], att["roles_plot"], att["roles_note"]]
         self.abl_in = [*truth, att["mode"], att["parts"], att["changes_opacity"],
                        att["changes_shown"]]

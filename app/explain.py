@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from . import overlays
+from . import hover, overlays
 from .analysis import X, branch_name
 from .attribution import cell_margin, decisions, logit_parts
 from .figures import margin_bars, message_figure, roles_plot
@@ -24,6 +24,7 @@ EVERY_INPUT = "every input"  # the legend's "no filter"
 COLUMNS = (X, *(branch_name(k) for k in (1, 3, 5, 7)))  # the Branches tab's columns
 NEEDS_TRUTH = ("Needs a true mask: generate a scene, or pick an example that has one "
                "(or upload a mask of class ids).")
+ONE_CLASS = "A model with one class has no margin to split."
 ROLE_HEADERS = ["objects · count", "size px", "accuracy %"]  # then one column per input
 
 
@@ -59,7 +60,8 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
                 point: tuple[float, float] | None = None, decided: str | None = None):
     """The map of which input decides each pixel, the class filter, a per-class table, the
     legend (click an input: only the pixels it decides, `decided`), and the clicked pixel's
-    margin split by input."""
+    margin split by input: bars for the clicked cell, and every cell's terms for the hover
+    readout."""
     a = see(key, image).analysis
     names = list(a.part_names)
     colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
@@ -82,17 +84,18 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     legend = gr.Radio(choices=[(EVERY_INPUT, EVERY_INPUT), *(
         (f"{n} · {100 * v / a.label.size:.0f}%", n) for n, v in zip(names, total, strict=True))],
         value=decided if decided in names else EVERY_INPUT)
-    return view, picker, table, legend, pixel_bars(a, cell, names, colors)
-
-
-def pixel_bars(a, cell: tuple[int, int], names: list[str], colors: list) -> object:
-    """The bars of one feature cell's margin, split by input."""
     if len(a.classes) < 2:
-        return message_figure("A model with one class has no margin to split.", 300)
+        return view, picker, table, legend, message_figure(ONE_CLASS, 300), f"<p>{ONE_CLASS}</p>"
     parts, rest = logit_parts(a.split, a.classifier)
+    return (view, picker, table, legend, pixel_bars(a, parts, rest, cell, names, colors),
+            hover.readout(parts, rest, names, colors, a.classes))
+
+
+def pixel_bars(a, parts, rest, cell: tuple[int, int], names: list[str], colors: list) -> object:
+    """The bars of one feature cell's margin, split by input (from `logit_parts`)."""
     m = cell_margin(parts, rest, cell)
     r, c = cell
-    title = (f"feature cell (row {r}, col {c}): <b>{a.classes[m.top]}</b> beats "
+    title = (f"clicked: feature cell (row {r}, col {c}): <b>{a.classes[m.top]}</b> beats "
              f"{a.classes[m.runner_up]} by {m.margin:.2f}")
     return margin_bars(names, [float(v) for v in m.parts], colors, m.rest, title)
 

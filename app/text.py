@@ -70,8 +70,9 @@ the input with the largest term: the one that decided it. It is drawn at the res
 head works at (one square per feature cell, 1/8 of the input), in the inputs' own colours; the
 slider puts the image under it, a click on an input in the legend shows only the pixels it
 decides, the class buttons show only the pixels of one class, and the
-table counts, for every class, which input decides its pixels. **Click a pixel**: the bars show
-each input's term for that pixel. A tall positive bar pushed the pixel towards its class, a
+table counts, for every class, which input decides its pixels. **Point at a pixel**: the bars
+beside the map show each input's term for the cell under the pointer (framed on the map) as you
+move; a click pins a cell (the plot below). A tall positive bar pushed the pixel towards its class, a
 negative one pushed against it.
 
 **Ablation.** Remove inputs (or keep only some): their share is set to zero, as if the branch

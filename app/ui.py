@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import actions, lesson, models, overlays, sweep_view, text
+from . import actions, hover, lesson, models, overlays, sweep_view, text
 from .diagram import architecture_svg
 from .events import wire
 from .experiments import ABLATIONS, ALL_BRANCHES, TRANSPLANTS
@@ -240,10 +240,14 @@ def branches_tab() -> dict:
 def attribution_tab() -> dict:
     with gr.Row():
         with gr.Column(scale=3):
-            dominance = gr.Image(label="which input decides each pixel (click a pixel)",
+            dominance = gr.Image(label="which input decides each pixel (point at a pixel, or click it)",
                                  interactive=False, height=530, format="png",
                                  elem_id="attribution-map")
         with gr.Column(scale=2):
+            readout = gr.HTML(f"<p class='hv-hint'>{hover.HINT}</p>", elem_id="pixel-hover",
+                              label="the margin of the cell under the pointer, by input",
+                              show_label=True, js_on_load=hover.JS, css_template=hover.CSS,
+                              min_height=150)
             bars = gr.Plot(show_label=False, elem_id="pixel-bars")
             legend = gr.Radio([EVERY_INPUT], value=EVERY_INPUT, elem_id="attribution-legend",
                               label="legend: click an input to see only the pixels it decides")
@@ -286,7 +290,7 @@ def attribution_tab() -> dict:
                                     "IoU after %"], interactive=False, label="per class")
     gr.Markdown(text.ATTRIBUTION, elem_classes="teach")
     return dict(dominance=dominance, legend=legend, opacity=opacity, shown=shown, point=point,
-                bars=bars, table=table, roles_plot=roles_plot, roles_note=roles_note,
+                bars=bars, readout=readout, table=table, roles_plot=roles_plot, roles_note=roles_note,
                 roles_table=roles_table, mode=mode, parts=parts, run=run, summary=summary,
                 changes_opacity=changes_opacity, changes_shown=changes_shown, changed=changed,
                 changes=changes)

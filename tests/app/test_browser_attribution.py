@@ -115,3 +115,43 @@ def test_roles_by_object_size_and_the_branch_removal_panels(opened, screenshots,
     page.locator("#column-3").scroll_into_view_if_needed()
     page.screenshot(path=screenshots / f"23_branch_removals_{width}x{height}.png",
                     full_page=True)
+
+
+READOUT = "() => [...document.querySelectorAll('#pixel-hover .hv-value')].map(e => e.textContent)"
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_hovering_the_map_reads_out_the_cell_under_the_pointer(opened, screenshots, width,
+                                                               height):
+    page = opened(width, height)
+    readout = page.locator("#pixel-hover")
+    expect(readout).to_contain_text("Move the pointer over the map")
+    image = page.locator("#attribution-map img")
+    box = image.bounding_box()
+    title = readout.locator(".hv-title")
+    cell = re.compile(r"cell \(row (\d+), col (\d+)\): .+ beats .+ by [\d.]+")
+    at = (box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.65)
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.2)
+    expect(title).to_have_text(cell)
+    first = title.text_content()
+    frame = page.locator("#pixel-hover .hv-frame").bounding_box()
+    assert box["x"] + box["width"] / 2 < frame["x"] + frame["width"] / 2 < box["x"] + box["width"]
+    page.mouse.move(*at)  # another cell: other bars, the frame follows the pointer
+    expect(title).not_to_have_text(first)
+    hovered = cell.search(title.text_content()).groups()
+    moved = page.locator("#pixel-hover .hv-frame").bounding_box()
+    assert moved["x"] <= at[0] <= moved["x"] + moved["width"]
+    assert moved["y"] <= at[1] <= moved["y"] + moved["height"]
+    values = [float(v.replace("−", "-")) for v in page.evaluate(READOUT)]
+    assert len(values) == 6  # x, k=1, 3, 5, 7 and the shift
+    page.screenshot(path=screenshots / f"24_attribution_hover_{width}x{height}.png")
+
+    before = page.evaluate(BARS, None)
+    page.mouse.click(*at)  # the click pins the same cell: the server's bars agree
+    clicked = eval(changed(page, BARS, None, before))
+    expect(page.locator("#pixel-bars .gtitle")).to_contain_text(
+        f"(row {hovered[0]}, col {hovered[1]})")
+    assert clicked == pytest.approx(values, abs=0.011)
+    page.mouse.move(1, 1)  # off the map: the hint again
+    expect(readout).to_contain_text("Move the pointer over the map")
+    expect(page.locator("#pixel-hover .hv-frame")).to_be_hidden()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app import explain, overlays
+from app import explain, hover, overlays
 from app.analysis import ablated_label, analyse
 from app.attribution import keep_mask
 from app.images import generate_scene
@@ -114,7 +114,8 @@ def test_readable_maps_are_nearest_upscaled_filtered_and_blended():
 
 def test_actions_explain_the_prediction(demo_env, scene):
     image, mask = (str(p) for p in scene)
-    view, picker, table, legend, bars = explain.attribution("demo", image, 0.0, None, None)
+    view, picker, table, legend, bars, readout = explain.attribution("demo", image, 0.0, None,
+                                                                      None)
     assert view.shape[:2] == overlays.display_size(view.shape)
     names = ["x", "k=1", "k=3", "k=5", "k=7"]
     assert table.headers == ["class", "pixels %", *names]
@@ -130,13 +131,14 @@ def test_actions_explain_the_prediction(demo_env, scene):
     # as many as the legend says, and the legend keeps the pick.
     shares = {v: float(label.split(" · ")[1].rstrip("%")) for label, v in legend.choices[1:]}
     top = max(shares, key=shares.get)
-    only, _, _, picked, _ = explain.attribution("demo", image, 0.0, None, None, top)
+    only, _, _, picked, _, _ = explain.attribution("demo", image, 0.0, None, None, top)
     assert picked.value == top
     shown = 100 * (1 - (only == overlays.FILTERED).all(-1).mean())
     assert shown == pytest.approx(shares[top], abs=3)  # the map's cells vs the legend's pixels
     assert not (only == view).all()
     other = explain.attribution("demo", image, 0.0, None, (0.05, 0.05))[4]
     assert other.layout.title.text != bars.layout.title.text  # another cell's margin
+    assert "data-cells=" in readout and hover.HINT in readout  # every cell, for the hover
 
     table, plot, note = explain.roles("demo", image, mask)
     assert table.headers[:3] == explain.ROLE_HEADERS and table.value["data"]
