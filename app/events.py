@@ -47,7 +47,8 @@ class Chain:
         self.roles_out = [att["roles_table"], att["roles_plot"], att["roles_note"]]
         self.abl_in = [*truth, att["mode"], att["parts"], att["changes_opacity"],
                        att["changes_shown"]]
-        self.abl_out = [att["changed"], att["changes"], att["summary"], att["changes_shown"]]
+        self.abl_out = [att["changed"], att["changes"], att["summary"], att["changes_shown"],
+                        att["changes_readout"]]
 
     def after(self, event, named: bool = False):
         """Run the chain after `event` succeeds (and only while there is an image)."""

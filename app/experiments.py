@@ -14,7 +14,7 @@ from . import overlays
 from .analysis import ablated_label, sweep_frame
 from .attribution import keep_mask
 from .dynamics import dynamic_part, dynamic_parts
-from .explain import class_filter
+from .explain import class_filter, readout
 from .figures import cosine_lines, filter_panels, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
@@ -41,8 +41,10 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
     seen = see(key, image, truth)
     a = seen.analysis
     parts = list(parts or [])
+    removed: tuple[str, ...] = ()
     if mode == STATIC:
-        after = with_filters(seen.model, a.image, [ranking(key).mean])[0].label
+        static = with_filters(seen.model, a.image, [ranking(key).mean])[0]
+        after, cells, change = static.label, static.logits.argmax(0), "with static filters"
         done = (f"Every generated filter replaced by its mean over "
                 f"{ranking(key).description} (x and all branches kept)")
     else:
@@ -50,7 +52,10 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
             raise gr.Error("Tick at least one input to keep.")
         keep = keep_mask(a.part_names, parts, mode)
         after = ablated_label(a, keep)
+        cells = a.classifier(a.split.total(keep)).argmax(0)  # (h, w) the same, per cell
         kept = [n for n, k in zip(a.part_names, keep, strict=True) if k]
+        removed = tuple(n for n in a.part_names if n not in kept)
+        change = f"without {', '.join(removed)}" if removed else "with every input"
         done = f"Bottleneck computed from **{', '.join(kept) or 'nothing but the BN shift'}**"
     changed = float((after != a.label).mean())
     total = a.label.size
@@ -71,7 +76,7 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
         keep |= after == a.classes.index(shown)
     view = overlays.readable(a.image, overlays.colorize(after, a.palette), after != a.label,
                              a.label, opacity, dim=~keep)
-    return view, rows, summary, picker
+    return view, rows, summary, picker, readout(a, "#ablation-changes", cells, removed, change)
 
 
 # --- compare two images ---------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     readout."""
     a = see(key, image).analysis
     names = list(a.part_names)
-    colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
+    colors = overlays.part_colors(names)
     winner = decider(a)  # (H, W)
     counts = decisions(a.label, winner, len(a.classes), len(names))  # (classes, P)
     present = [c for c in range(len(a.classes)) if counts[c].sum() > 0]
@@ -84,16 +84,26 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     legend = gr.Radio(choices=[(EVERY_INPUT, EVERY_INPUT), *(
         (f"{n} · {100 * v / a.label.size:.0f}%", n) for n, v in zip(names, total, strict=True))],
         value=decided if decided in names else EVERY_INPUT)
+    return view, picker, table, legend, pixel_bars(a, cell), readout(a, "#attribution-map")
+
+
+def readout(a, target: str, after=None, removed: tuple[str, ...] = (), change: str = "") -> str:
+    """The hover readout of the map `target` (`hover.readout`): every cell's margin terms."""
     if len(a.classes) < 2:
-        return view, picker, table, legend, message_figure(ONE_CLASS, 300), f"<p>{ONE_CLASS}</p>"
+        return f"<p>{ONE_CLASS}</p>"
+    names = list(a.part_names)
     parts, rest = logit_parts(a.split, a.classifier)
-    return (view, picker, table, legend, pixel_bars(a, parts, rest, cell, names, colors),
-            hover.readout(parts, rest, names, colors, a.classes))
+    return hover.readout(parts, rest, names, overlays.part_colors(names), a.classes, target,
+                         after, removed, change)
 
 
-def pixel_bars(a, parts, rest, cell: tuple[int, int], names: list[str], colors: list) -> object:
-    """The bars of one feature cell's margin, split by input (from `logit_parts`)."""
-    m = cell_margin(parts, rest, cell)
+def pixel_bars(a, cell: tuple[int, int]) -> object:
+    """The bars of one feature cell's margin, split by input."""
+    if len(a.classes) < 2:
+        return message_figure(ONE_CLASS, 300)
+    names = list(a.part_names)
+    colors = overlays.part_colors(names)
+    m = cell_margin(*logit_parts(a.split, a.classifier), cell)
     r, c = cell
     title = (f"clicked: feature cell (row {r}, col {c}): <b>{a.classes[m.top]}</b> beats "
              f"{a.classes[m.runner_up]} by {m.margin:.2f}")
@@ -121,7 +131,7 @@ def roles(key: str, image: str | None, truth: str | None):
              round(100 * g.accuracy, 1),
              *(float(points(w - g.accuracy)) for w in g.without),
              names[int(np.argmax(g.decides))]] for g in found]
-    colors = [overlays.part_color(n, i) for i, n in enumerate(names)]
+    colors = overlays.part_colors(names)
     plot = roles_plot([f"{g.name} ({g.objects})" if g.name != BACKGROUND else g.name
                        for g in found], names, np.stack([g.decides for g in found]),
                       np.stack([g.cost for g in found]), colors)

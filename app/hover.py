@@ -25,7 +25,7 @@ HINT = "Move the pointer over the map: the bars of the cell under it appear here
 # displayed map as fractions of the image, times the feature grid.
 JS = """
 const table = () => {
-  const root = element.querySelector('.hv-root');
+  const root = element.querySelector('.hv-root');  // its data-map names the map it reads
   if (!root || !root.dataset.cells) return null;
   if (root._cells === undefined) root._cells = JSON.parse(root.dataset.cells);
   return root._cells;
@@ -58,16 +58,25 @@ const draw = (t, r, c) => {
   const i = r * t.w + c, parts = t.names.map((_, j) => t.parts[j][i]);
   const margin = parts.reduce((a, b) => a + b, 0) + t.rest[i];
   const top = Math.max(...parts.map(Math.abs), Math.abs(t.rest[i]), 1e-6);
-  const row = (name, v, color) => {
+  const row = (name, v, color, gone) => {
     const w = 50 * Math.abs(v) / top, left = v >= 0 ? 50 : 50 - w;
-    return `<div class="hv-row"><span class="hv-name">${esc(name)}</span><span class="hv-track">` +
-      `<span class="hv-bar" style="left:${left}%;width:${w}%;background:${color}"></span>` +
-      `<span class="hv-zero"></span></span><span class="hv-value">${fmt(v)}</span></div>`;
+    return `<div class="hv-row${gone ? ' hv-gone' : ''}"><span class="hv-name">${esc(name)}` +
+      `${gone ? ' ✕' : ''}</span><span class="hv-track"><span class="hv-bar" ` +
+      `style="left:${left}%;width:${w}%;background:${color}"></span><span class="hv-zero">` +
+      `</span></span><span class="hv-value">${fmt(v)}</span></div>`;
   };
-  out.innerHTML = `<div class="hv-title">under the pointer: cell (row ${r}, col ${c}): <b>${esc(t.classes[t.top[i]])}` +
-    `</b> beats ${esc(t.classes[t.second[i]])} by <b>${margin.toFixed(2)}</b></div>` +
-    t.names.map((n, j) => row(n, parts[j], t.colors[j])).join('') +
-    row('shift + bias', t.rest[i], '#bbbbbb');
+  const [a, b] = [t.classes[t.top[i]], t.classes[t.second[i]]].map(esc);
+  let title = `<b>${a}</b> beats ${b} by <b>${margin.toFixed(2)}</b>`;
+  if (t.after) {  // the changed-pixels map: the class before and after the ablation
+    const now = esc(t.classes[t.after[i]]);
+    title = t.after[i] === t.top[i] ? `stays <b>${a}</b> ${t.change}` :
+      `<b>${a}</b> becomes <b>${now}</b> ${t.change}; before, ${a} beat ${b} by ` +
+      `${margin.toFixed(2)}, with these terms`;
+  }
+  out.innerHTML = `<div class="hv-title">under the pointer: cell (row ${r}, col ${c}): ` +
+    `${title}</div>` +
+    t.names.map((n, j) => row(n, parts[j], t.colors[j], t.removed.includes(n))).join('') +
+    row('shift + bias', t.rest[i], '#bbbbbb', false);
   out.dataset.cell = `${r},${c}`;
 };
 const leave = () => {
@@ -78,7 +87,8 @@ const leave = () => {
 };
 document.addEventListener('mousemove', e => {
   // By geometry, not e.target: Gradio lays other elements over the image.
-  const img = document.querySelector('#attribution-map img');
+  const root = element.querySelector('.hv-root');
+  const img = root && document.querySelector(root.dataset.map + ' img');
   const t = img && table();
   const box = t && content(img);
   if (!box) { leave(); return; }
@@ -107,6 +117,9 @@ CSS = """
 .hv-bar { position: absolute; top: 0; height: 100%; border-radius: 2px; }
 .hv-zero { position: absolute; left: 50%; top: -2px; height: 18px; border-left: 1px solid #444; }
 .hv-value { width: 52px; font-variant-numeric: tabular-nums; }
+.hv-gone .hv-name { text-decoration: line-through; }
+.hv-gone .hv-bar { background-image: repeating-linear-gradient(45deg, transparent 0 3px,
+                                                                #fff8 3px 6px); }
 .hv-hint { color: #666; margin: 4px 0; }
 .hv-frame { position: fixed; pointer-events: none; z-index: 50; box-sizing: border-box;
             border: 2px solid #000; outline: 1px solid #fff; }
@@ -130,13 +143,21 @@ def cell_table(parts: Tensor, rest: Tensor) -> dict:
 
 
 def readout(parts: Tensor, rest: Tensor, names: Sequence[str],
-            colors: Sequence[tuple[int, int, int]], classes: Sequence[str]) -> str:
-    """The hover readout's HTML: every cell's terms (4 decimals) in a data attribute, and a hint
-    until the pointer is on the map."""
+            colors: Sequence[tuple[int, int, int]], classes: Sequence[str],
+            target: str = "#attribution-map", after: Tensor | None = None,
+            removed: Sequence[str] = (), change: str = "") -> str:
+    """The hover readout's HTML for the map `target` (an elem_id selector): every cell's terms
+    (4 decimals) in a data attribute, and a hint until the pointer is on the map.
+
+    For the changed-pixels map, also each cell's class after the ablation (`after`, (h, w)), the
+    inputs it removed (their bars are struck through) and its words (`change`, "without k=7").
+    """
     table = cell_table(parts, rest)
+    table.update(after=None if after is None else after.flatten().tolist(),
+                 removed=list(removed), change=change)
     table["parts"] = [[round(v, 4) for v in row] for row in table["parts"]]
     table["rest"] = [round(v, 4) for v in table["rest"]]
     table.update(names=list(names), colors=[hex_color(c) for c in colors], classes=list(classes))
     data = html.escape(json.dumps(table, separators=(",", ":")), quote=True)
-    return (f"<div class='hv-root' data-cells=\"{data}\"><div class='hv-bars'>"
+    return (f"<div class='hv-root' data-map='{target}' data-cells=\"{data}\"><div class='hv-bars'>"
             f"<p class='hv-hint'>{HINT}</p></div></div>")

@@ -22,6 +22,11 @@ def part_color(name: str, index: int = 0) -> tuple[int, int, int]:
     return PART_COLORS.get(name, EXTRA_COLORS[index % len(EXTRA_COLORS)])
 
 
+def part_colors(names) -> list[tuple[int, int, int]]:
+    """The colours of the bottleneck's inputs `names` (in order), as on every map and plot."""
+    return [part_color(n, i) for i, n in enumerate(names)]
+
+
 def hex_color(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 

@@ -237,6 +237,12 @@ def branches_tab() -> dict:
     return dict(fused=fused, columns=columns)
 
 
+def hover_readout(elem_id: str) -> gr.HTML:
+    """Bars of the margin of the feature cell under the pointer (`app.hover`)."""
+    return gr.HTML(f"<p class='hv-hint'>{hover.HINT}</p>", elem_id=elem_id, js_on_load=hover.JS,
+                   css_template=hover.CSS, min_height=150)
+
+
 def attribution_tab() -> dict:
     with gr.Row():
         with gr.Column(scale=3):
@@ -244,10 +250,7 @@ def attribution_tab() -> dict:
                                  interactive=False, height=530, format="png",
                                  elem_id="attribution-map")
         with gr.Column(scale=2):
-            readout = gr.HTML(f"<p class='hv-hint'>{hover.HINT}</p>", elem_id="pixel-hover",
-                              label="the margin of the cell under the pointer, by input",
-                              show_label=True, js_on_load=hover.JS, css_template=hover.CSS,
-                              min_height=150)
+            readout = hover_readout("pixel-hover")
             bars = gr.Plot(show_label=False, elem_id="pixel-bars")
             legend = gr.Radio([EVERY_INPUT], value=EVERY_INPUT, elem_id="attribution-legend",
                               label="legend: click an input to see only the pixels it decides")
@@ -282,6 +285,7 @@ def attribution_tab() -> dict:
                                         label="image under the changes: 0 = changes only")
             changes_shown = gr.Radio([ALL], value=ALL, elem_id="ablation-class",
                                      label="show only the changes from or to class")
+            changes_readout = hover_readout("changes-hover")
         with gr.Column(scale=3):
             changed = gr.Image(label="changed pixels (in their new class colour)",
                                interactive=False, height=530, format="png",
@@ -292,7 +296,7 @@ def attribution_tab() -> dict:
     return dict(dominance=dominance, legend=legend, opacity=opacity, shown=shown, point=point,
                 bars=bars, readout=readout, table=table, roles_plot=roles_plot, roles_note=roles_note,
                 roles_table=roles_table, mode=mode, parts=parts, run=run, summary=summary,
-                changes_opacity=changes_opacity, changes_shown=changes_shown, changed=changed,
+                changes_opacity=changes_opacity, changes_readout=changes_readout, changes_shown=changes_shown, changed=changed,
                 changes=changes)
 
 

@@ -155,3 +155,25 @@ def test_hovering_the_map_reads_out_the_cell_under_the_pointer(opened, screensho
     page.mouse.move(1, 1)  # off the map: the hint again
     expect(readout).to_contain_text("Move the pointer over the map")
     expect(page.locator("#pixel-hover .hv-frame")).to_be_hidden()
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_hovering_the_changed_pixels_says_what_the_removal_did_there(opened, screenshots, width,
+                                                                     height):
+    page = opened(width, height)  # the ablation shown: k=7 removed
+    readout = page.locator("#changes-hover")
+    image = page.locator("#ablation-changes img")
+    image.scroll_into_view_if_needed()
+    expect(readout).to_contain_text("Move the pointer over the map")
+    box = image.bounding_box()
+    title = readout.locator(".hv-title")
+    seen = set()
+    for fx, fy in ((0.2, 0.2), (0.5, 0.5), (0.8, 0.7)):
+        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        expect(title).to_have_text(re.compile(
+            r"cell \(row \d+, col \d+\): (stays .+|.+ becomes .+) without k=7"))
+        seen.add(title.text_content())
+        expect(readout.locator(".hv-gone .hv-name")).to_have_text("k=7 ✕")  # struck through
+        expect(readout.locator(".hv-row")).to_have_count(6)
+    assert len(seen) == 3  # each cell its own readout
+    page.screenshot(path=screenshots / f"25_changes_hover_{width}x{height}.png")

@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 
-from app import hover
+from app import experiments, hover
 from app.analysis import analyse
 from app.attribution import cell_margin, logit_parts
+from app.runtime import see
 
 from .conftest import rgb_noise, tiny_model
 
@@ -57,3 +58,16 @@ def test_the_readout_carries_the_table_escaped_in_its_html(split):
     full = hover.cell_table(parts, rest)
     assert data["parts"][2][7] == pytest.approx(full["parts"][2][7], abs=1e-4)
     assert hover.HINT in page
+
+
+def test_the_ablation_readout_has_each_cells_class_after_the_removal(demo_env, scene):
+    image, mask = (str(p) for p in scene)
+    page = experiments.ablate("demo", image, mask, "remove", ["k=1"])[4]
+    data = json.loads(html.unescape(re.search(r'data-cells="([^"]*)"', page).group(1)))
+    a = see("demo", image, mask).analysis
+    keep = [n != "k=1" for n in a.part_names]
+    assert data["after"] == a.classifier(a.split.total(keep)).argmax(0).flatten().tolist()
+    assert data["removed"] == ["k=1"] and data["change"] == "without k=1"
+    assert "data-map='#ablation-changes'" in page
+    static = experiments.ablate("demo", image, mask, "static filters", [])[4]
+    assert "with static filters" in html.unescape(static)
