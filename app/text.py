@@ -72,8 +72,9 @@ slider puts the image under it, a click on an input in the legend shows only the
 decides, the class buttons show only the pixels of one class, and the
 table counts, for every class, which input decides its pixels. **Point at a pixel**: the bars
 beside the map show each input's term for the cell under the pointer (framed on the map) as you
-move; a click pins a cell (the plot below). A tall positive bar pushed the pixel towards its class, a
-negative one pushed against it.
+move; a click pins a cell (the plot below). A tall positive bar pushed the pixel towards its
+class, a negative one pushed against it. Pointing at the changed pixels of an ablation says what
+the cell was, what it became, and the terms it had (the removed inputs struck through).
 
 **Ablation.** Remove inputs (or keep only some): their share is set to zero, as if the branch
 had output nothing, and the rest of the head runs again. Changed pixels are shown in their new

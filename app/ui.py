@@ -285,19 +285,19 @@ def attribution_tab() -> dict:
                                         label="image under the changes: 0 = changes only")
             changes_shown = gr.Radio([ALL], value=ALL, elem_id="ablation-class",
                                      label="show only the changes from or to class")
-            changes_readout = hover_readout("changes-hover")
         with gr.Column(scale=3):
             changed = gr.Image(label="changed pixels (in their new class colour)",
                                interactive=False, height=530, format="png",
                                elem_id="ablation-changes")
+            changes_readout = hover_readout("changes-hover")
     changes = gr.Dataframe(headers=["class", "before %", "after %", "Δ %", "IoU before %",
                                     "IoU after %"], interactive=False, label="per class")
     gr.Markdown(text.ATTRIBUTION, elem_classes="teach")
     return dict(dominance=dominance, legend=legend, opacity=opacity, shown=shown, point=point,
-                bars=bars, readout=readout, table=table, roles_plot=roles_plot, roles_note=roles_note,
-                roles_table=roles_table, mode=mode, parts=parts, run=run, summary=summary,
-                changes_opacity=changes_opacity, changes_readout=changes_readout, changes_shown=changes_shown, changed=changed,
-                changes=changes)
+                bars=bars, readout=readout, table=table, roles_plot=roles_plot,
+                roles_note=roles_note, roles_table=roles_table, mode=mode, parts=parts, run=run,
+                summary=summary, changes_opacity=changes_opacity, changes_shown=changes_shown,
+                changed=changed, changes_readout=changes_readout, changes=changes)
 
 
 def compare_tab() -> dict:
