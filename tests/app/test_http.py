@@ -1,5 +1,6 @@
 """The real app over HTTP with gradio_client: every named endpoint, and bad inputs."""
 
+import html
 import json
 import pickle
 import urllib.request
@@ -67,19 +68,21 @@ def test_branches_gives_every_column(client, scene):
 
 def test_attribution_and_ablation(client, scene):
     image, mask = (handle_file(str(p)) for p in scene)
-    dominance, shown, table, legend, bars = client.predict("demo", image, 0.0, "all classes",
-                                                          api_name="/attribution")
+    dominance, shown, table, legend, bars, readout = client.predict(
+        "demo", image, 0.0, "all classes", api_name="/attribution")
+    assert "data-map='#attribution-map'" in readout  # every cell's terms, for the hover
     table = table["value"]  # an update: its headers are the model's inputs
     assert table["headers"] == ["class", "pixels %", "x", "k=1", "k=3", "k=5", "k=7"]
     assert sum(table["data"][0][2:]) == pytest.approx(100, abs=0.5)  # all classes
     roles, plot, note = client.predict("demo", image, mask, api_name="/roles")
     assert roles["value"]["headers"][0] == "objects · count" and "objects" in note
-    changed, rows, summary, shown = client.predict("demo", image, mask, "keep only", ["k=3"],
-                                                   0.3, "all classes", api_name="/ablate")
+    changed, rows, summary, shown, readout = client.predict(
+        "demo", image, mask, "keep only", ["k=3"], 0.3, "all classes", api_name="/ablate")
     assert "computed from **k=3**" in summary and "mIoU" in summary
+    assert "without x, k=1, k=5, k=7" in html.unescape(readout)
     assert rows["headers"][0] == "class"
-    changed, rows, summary, shown = client.predict("demo", image, mask, "static filters", [],
-                                                   0.3, "all classes", api_name="/ablate")
+    changed, rows, summary, shown, readout = client.predict(
+        "demo", image, mask, "static filters", [], 0.3, "all classes", api_name="/ablate")
     assert f"mean over the first {SCENES} " in summary and "validation scenes" in summary
     assert "mIoU" in summary
 
