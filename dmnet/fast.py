@@ -100,8 +100,9 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
         for p in fast.parameters():
             p.requires_grad_(False)  # freezing folds and prepacks weights: inference only
         options = {"freezing": True}
-        fast.backbone = torch.compile(fast.backbone, options=options)
-        fast.auxiliary_head.convs = torch.compile(fast.auxiliary_head.convs, options=options)
+        fast.backbone = torch.compile(fast.backbone, options=options, dynamic=False)
+        fast.auxiliary_head.convs = torch.compile(fast.auxiliary_head.convs, options=options,
+                                                  dynamic=False)
     return fast
 
 

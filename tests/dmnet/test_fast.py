@@ -71,14 +71,16 @@ def test_fp16_needs_cuda_and_precision_is_checked(tiny_model):
 
 
 def test_compiled_model_keeps_every_output(monkeypatch):
-    """torch.compile with weight freezing (inductor): one compile of a tiny model (~30 s), with
-    every stride-1 3x3 conv by Winograd, as the wide ones of a real model are."""
+    """torch.compile with weight freezing (inductor): a tiny model (~30 s a compile), with every
+    stride-1 3x3 conv by Winograd, as the wide ones of a real model are, at two input sizes (a
+    second size compiled with symbolic shapes raised a dynamo TraceError: ms+flip, slide on a
+    small image)."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
     model = randomize_bn(DMNet(tiny_preset(50)).eval())
     compiled = optimize(model, compile=True)
     assert any(isinstance(m, winograd.WinogradConv2d) for m in compiled.backbone.modules())
-    x = torch.randn(1, 3, 97, 129)
-    with torch.inference_mode():
-        a, b = model.inspect(x), compiled.inspect(x)
-    assert_same_trace(b, a)
+    for x in (torch.randn(1, 3, 97, 129), torch.randn(2, 3, 64, 80)):
+        with torch.inference_mode():
+            a, b = model.inspect(x), compiled.inspect(x)
+        assert_same_trace(b, a)
