@@ -62,7 +62,8 @@ STEPS = (
          "Branches that see the image at different grid sizes take on different objects."),
     Step("Take a branch away", "attribution", "ablation-changes",
          "Here the k=7 branch is removed: its output is set to zero and the rest of the "
-         "network runs again. The changed pixels show what that branch did for this image. "
+         "network runs again. The changed pixels show what that branch did for this image; "
+         "point at one to see its class before and after, and what each input had said. "
          "Try other branches, or **static filters** (every generated filter replaced by its "
          "average), then press Ablate.",
          "A branch matters where removing it changes the prediction."),
@@ -75,7 +76,8 @@ STEPS = (
          "Finally the `bottleneck`, a 3×3 convolution, mixes the backbone features x with the "
          "outputs of the {n} branches, and `conv_seg` gives each pixel a score per class: the "
          "highest wins. Because the mix is a sum, each pixel's decision splits exactly into "
-         "one part per input. The map shows which input pushed hardest for each pixel.",
+         "one part per input. The map shows which input pushed hardest for each pixel; "
+         "point at a pixel and the bars beside the map show every input's part.",
          "The prediction is a sum of five contributions: you can see who decided each pixel."),
 )
 INTRO = ("**Lesson: how DMNet works, in {n} short steps, on your image.** Press **Next** to "
