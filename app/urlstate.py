@@ -3,7 +3,9 @@
 A link reads `?model=demo&example=context_1.png&tab=branches&c3=12&k=5&ch=7&ablation=remove&
 parts=k%3D7`: the model key, the example image by file name (or `seed` and `zoom` of a generated
 scene), the tab (a `gr.Tab` id of app/ui.py), the channel picked in each Branches column (`c1`,
-`c3`, ...), the Compare tab's filter size `k` and channel `ch`, and the ablation. An uploaded
+`c3`, ...), the Compare tab's filter size `k` and channel `ch`, the ablation, and the attribution
+map's legend pick (`decides`: only the pixels that input decides) and image opacity
+(`opacity`). An uploaded
 image cannot travel in a link: the link then says nothing of the image. Unknown or bad values
 are ignored (the default is used), so an old or hand-edited link still opens.
 """
@@ -22,6 +24,7 @@ from PIL import Image
 from . import actions, models
 from .actions import FILTER_SIZES
 from .experiments import ABLATIONS
+from .explain import EVERY_INPUT
 from .images import generate_scene
 
 TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # ui.py's ids
@@ -43,6 +46,8 @@ class View:
     channel: int | None = None  # Compare's channel
     ablation: str = ABLATIONS[0]
     parts: tuple[str, ...] = ("k=7",)
+    decides: str | None = None  # the attribution legend's input (None: every input)
+    opacity: float = 0.0  # the attribution map's image opacity
 
 
 def _int(value: str | None, low: int = 0, high: int = 1 << 31) -> int | None:
@@ -64,6 +69,11 @@ def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
         pass
     parts = tuple(p for p in str(get("parts", "")).split(",") if p in PARTS)
     k = _int(get("k"))
+    opacity = view.opacity
+    try:
+        opacity = min(max(float(get("opacity", "0")), 0.0), 1.0)
+    except ValueError:
+        pass
     return View(
         model=get("model") if get("model") in models else view.model,
         example=Path(get("example")).name if get("example") else None,
@@ -73,7 +83,8 @@ def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
         k=k if k in FILTER_SIZES else view.k,
         channel=_int(get("ch")),
         ablation=get("ablation") if get("ablation") in ABLATIONS else view.ablation,
-        parts=parts if "parts" in params else view.parts)
+        parts=parts if "parts" in params else view.parts,
+        decides=get("decides") if get("decides") in PARTS else None, opacity=opacity)
 
 
 def encode(view: View) -> str:
@@ -96,6 +107,10 @@ def encode(view: View) -> str:
         query["ablation"] = view.ablation
     if view.parts != base.parts:
         query["parts"] = ",".join(view.parts)
+    if view.decides:
+        query["decides"] = view.decides
+    if view.opacity != base.opacity:
+        query["opacity"] = f"{view.opacity:g}"
     return urlencode(query)
 
 
@@ -147,7 +162,8 @@ def restorer(rows: Sequence[tuple[str, str | None]]):
 
 def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) -> tuple:
     """Page load: the view of the address (the first example without one), as the values of
-    [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts]."""
+    [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts,
+    legend, opacity]."""
     params = dict(request.query_params) if request is not None else {}
     view = parse(params, [key for _, key in models.choices()])
     files = first_view_image(view, rows)
@@ -159,11 +175,14 @@ def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) 
     channels = [view.channels.get(k, gr.skip()) for k in FILTER_SIZES]
     return (view.model, image, truth, seed, view.zoom, gr.Tabs(selected=view.tab), view.tab,
             *channels, view.k, gr.skip() if view.channel is None else view.channel,
-            view.ablation, list(view.parts))
+            view.ablation, list(view.parts),
+            gr.Radio(choices=[EVERY_INPUT, *PARTS], value=view.decides or EVERY_INPUT),
+            view.opacity)
 
 
 def link(model: str, image: str | None, seed: float | None, zoom: float | None, tab: str,
          c1, c3, c5, c7, k, channel, ablation: str, parts: list[str] | None,
+         decides: str | None = None, opacity: float | None = 0.0,
          examples: Sequence[str] = ()) -> str:
     """The query string of what is on screen."""
     example, scene, scene_zoom = source(image, seed, zoom, examples)
@@ -173,7 +192,9 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
                        tab=tab if tab in TABS else TABS[0], channels=channels,
                        k=_int(k) if _int(k) in FILTER_SIZES else 3, channel=_int(channel),
                        ablation=ablation if ablation in ABLATIONS else ABLATIONS[0],
-                       parts=tuple(p for p in parts or () if p in PARTS)))
+                       parts=tuple(p for p in parts or () if p in PARTS),
+                       decides=decides if decides in PARTS else None,
+                       opacity=min(max(float(opacity or 0.0), 0.0), 1.0)))
 
 
 # Run in the page after `link`: the address bar shows the view (no reload, no history entry).

@@ -156,10 +156,16 @@ def test_a_shared_link_reopens_the_view(browser: Browser, server, screenshots, w
     page.get_by_role("tab", name="Attribution & ablation").click()
     page.get_by_label("keep only").check()
     expect(page).to_have_url(re.compile(r"ablation=keep"))
+    page.locator("#attribution-legend label").nth(3).click()  # only the pixels k=3 decides
+    expect(page).to_have_url(re.compile(r"decides=k%3D3"))
+    page.locator("#attribution-opacity input[type=number]").fill("0.4")
+    page.locator("#attribution-opacity input[type=number]").press("Enter")
+    expect(page).to_have_url(re.compile(r"opacity=0.4"))
     page.locator("#copy-link").click()
     expect(page.locator("#copy-link")).to_contain_text("copied")
     link = page.evaluate("navigator.clipboard.readText()")
     assert f"c5={channel}" in link and "tab=attribution" in link and "k=7" in link, link
+    assert "decides=k%3D3" in link and "opacity=0.4" in link, link
     first.close()
 
     fresh = browser.new_context(viewport=size)  # nothing shared with the first one
@@ -168,6 +174,10 @@ def test_a_shared_link_reopens_the_view(browser: Browser, server, screenshots, w
     again.goto(link)
     tab_selected(again, "Attribution & ablation")
     expect(again.get_by_label("keep only")).to_be_checked()
+    expect(again.locator("#attribution-legend input:checked")).to_have_value("k=3")
+    expect(again.locator("#attribution-opacity input[type=number]")).to_have_value("0.4")
+    expect(again.locator("#attribution-legend label").nth(3)).to_contain_text(
+        re.compile(r"k=3 · \d+%"))  # the map was drawn with the pick
     expect(again.get_by_text(re.compile(r"of pixels change class"))).to_be_visible()
     again.screenshot(path=screenshots / f"guided_shared_link_{width}x{height}.png")
     again.get_by_role("tab", name="Branches").click()

@@ -11,7 +11,8 @@ from app.urlstate import View
 
 def test_a_view_round_trips_through_its_query_string():
     view = View(model="upload:abc", seed=12, zoom=1.5, tab="compare", channels={3: 7, 7: 0},
-                k=5, channel=9, ablation="keep only", parts=("x", "k=1"))
+                k=5, channel=9, ablation="keep only", parts=("x", "k=1"), decides="k=7",
+                opacity=0.45)
     query = urlstate.encode(view)
     params = dict(p.split("=", 1) for p in query.split("&"))
     from urllib.parse import unquote_plus
@@ -29,10 +30,11 @@ def test_an_example_is_named_instead_of_a_seed():
 def test_bad_values_keep_their_defaults():
     view = urlstate.parse({"model": "nope", "tab": "secret", "c3": "-4", "c5": "x", "k": "4",
                            "ch": "1e9999", "zoom": "9", "ablation": "drop", "parts": "k=9,x",
-                           "seed": "many"})
+                           "seed": "many", "decides": "k=2", "opacity": "lots"})
     assert view == View(zoom=2.0, parts=("x",))  # zoom clamped, known parts kept
     assert urlstate.parse({}) == View()
     assert urlstate.parse({"parts": ""}).parts == ()  # an empty ablation is a choice
+    assert urlstate.parse({"opacity": "7"}).opacity == 1.0  # clamped
 
 
 def test_the_source_of_the_image_on_screen(tmp_path):
@@ -66,6 +68,12 @@ def test_link_describes_what_is_on_screen(tmp_path):
                           "9", "static filters", [], examples=[str(image)])
     assert query == ("model=demo&example=shapes_1.png&tab=attribution&c1=3&c5=12&c7=0&k=7"
                      "&ch=9&ablation=static+filters&parts=")
+    legend = urlstate.link("demo", str(image), 0, 1.0, "attribution", None, None, None, None, 3,
+                           None, "remove", ["k=7"], "k=5", 0.3, examples=[str(image)])
+    assert legend.endswith("tab=attribution&decides=k%3D5&opacity=0.3")
+    every = urlstate.link("demo", str(image), 0, 1.0, "attribution", None, None, None, None, 3,
+                          None, "remove", ["k=7"], "every input", 0, examples=[str(image)])
+    assert "decides" not in every and "opacity" not in every
 
 
 def test_only_masks_of_examples_and_scenes_are_forgotten():
