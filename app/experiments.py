@@ -12,7 +12,7 @@ import numpy as np
 
 from . import overlays
 from .analysis import ablated_label, sweep_frame
-from .attribution import keep_mask
+from .attribution import keep_mask, logit_parts
 from .dynamics import dynamic_part, dynamic_parts
 from .explain import class_filter, readout
 from .figures import cosine_lines, filter_panels, sweep_lines
@@ -76,7 +76,8 @@ def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: lis
         keep |= after == a.classes.index(shown)
     view = overlays.readable(a.image, overlays.colorize(after, a.palette), after != a.label,
                              a.label, opacity, dim=~keep)
-    return view, rows, summary, picker, readout(a, "#ablation-changes", cells, removed, change)
+    return view, rows, summary, picker, readout(a, logit_parts(a.split, a.classifier),
+                                                "#ablation-changes", cells, removed, change)
 
 
 # --- compare two images ---------------------------------------------------------------------------

@@ -84,26 +84,29 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
     legend = gr.Radio(choices=[(EVERY_INPUT, EVERY_INPUT), *(
         (f"{n} · {100 * v / a.label.size:.0f}%", n) for n, v in zip(names, total, strict=True))],
         value=decided if decided in names else EVERY_INPUT)
-    return view, picker, table, legend, pixel_bars(a, cell), readout(a, "#attribution-map")
+    terms = logit_parts(a.split, a.classifier)  # once, for the clicked cell and every cell
+    return (view, picker, table, legend, pixel_bars(a, terms, cell),
+            readout(a, terms, "#attribution-map"))
 
 
-def readout(a, target: str, after=None, removed: tuple[str, ...] = (), change: str = "") -> str:
-    """The hover readout of the map `target` (`hover.readout`): every cell's margin terms."""
+def readout(a, terms: tuple, target: str, after=None, removed: tuple[str, ...] = (),
+            change: str = "") -> str:
+    """The hover readout of the map `target` (`hover.readout`): every cell's margin terms, from
+    `logit_parts`' (parts, rest) `terms`."""
     if len(a.classes) < 2:
         return f"<p>{ONE_CLASS}</p>"
     names = list(a.part_names)
-    parts, rest = logit_parts(a.split, a.classifier)
-    return hover.readout(parts, rest, names, overlays.part_colors(names), a.classes, target,
-                         after, removed, change)
+    return hover.readout(*terms, names, overlays.part_colors(names), a.classes, target, after,
+                         removed, change)
 
 
-def pixel_bars(a, cell: tuple[int, int]) -> object:
-    """The bars of one feature cell's margin, split by input."""
+def pixel_bars(a, terms: tuple, cell: tuple[int, int]) -> object:
+    """The bars of one feature cell's margin, split by input (`logit_parts`' `terms`)."""
     if len(a.classes) < 2:
         return message_figure(ONE_CLASS, 300)
     names = list(a.part_names)
     colors = overlays.part_colors(names)
-    m = cell_margin(*logit_parts(a.split, a.classifier), cell)
+    m = cell_margin(*terms, cell)
     r, c = cell
     title = (f"clicked: feature cell (row {r}, col {c}): <b>{a.classes[m.top]}</b> beats "
              f"{a.classes[m.runner_up]} by {m.margin:.2f}")

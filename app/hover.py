@@ -153,11 +153,11 @@ def readout(parts: Tensor, rest: Tensor, names: Sequence[str],
     inputs it removed (their bars are struck through) and its words (`change`, "without k=7").
     """
     table = cell_table(parts, rest)
-    table.update(after=None if after is None else after.flatten().tolist(),
+    table.update(parts=[[round(v, 4) for v in row] for row in table["parts"]],
+                 rest=[round(v, 4) for v in table["rest"]],
+                 names=list(names), colors=[hex_color(c) for c in colors], classes=list(classes),
+                 after=None if after is None else after.flatten().tolist(),
                  removed=list(removed), change=change)
-    table["parts"] = [[round(v, 4) for v in row] for row in table["parts"]]
-    table["rest"] = [round(v, 4) for v in table["rest"]]
-    table.update(names=list(names), colors=[hex_color(c) for c in colors], classes=list(classes))
     data = html.escape(json.dumps(table, separators=(",", ":")), quote=True)
     return (f"<div class='hv-root' data-map='{target}' data-cells=\"{data}\"><div class='hv-bars'>"
             f"<p class='hv-hint'>{HINT}</p></div></div>")

@@ -246,8 +246,8 @@ def hover_readout(elem_id: str) -> gr.HTML:
 def attribution_tab() -> dict:
     with gr.Row():
         with gr.Column(scale=3):
-            dominance = gr.Image(label="which input decides each pixel (point at a pixel, or click it)",
-                                 interactive=False, height=530, format="png",
+            dominance = gr.Image(label="which input decides each pixel (point at a pixel, or "
+                                       "click it)", interactive=False, height=530, format="png",
                                  elem_id="attribution-map")
         with gr.Column(scale=2):
             readout = hover_readout("pixel-hover")
