@@ -12,6 +12,7 @@ are ignored (the default is used), so an old or hand-edited link still opens.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,22 +59,23 @@ def _int(value: str | None, low: int = 0, high: int = 1 << 31) -> int | None:
     return number if low <= number <= high else None
 
 
+def _float(value, default: float, low: float, high: float) -> float:
+    """`value` as a number clamped to [low, high]; `default` when it is not a number (or NaN)."""
+    try:
+        number = float(str(value))
+    except (TypeError, ValueError):
+        return default
+    return default if math.isnan(number) else min(max(number, low), high)
+
+
 def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
     """The view a link's query parameters ask for; what is missing or bad keeps its default."""
     view = View()
     get = params.get
-    zoom = view.zoom
-    try:
-        zoom = min(max(float(get("zoom", "1")), ZOOMS[0]), ZOOMS[1])
-    except ValueError:
-        pass
+    zoom = _float(get("zoom"), view.zoom, *ZOOMS)
+    opacity = _float(get("opacity"), view.opacity, 0.0, 1.0)
     parts = tuple(p for p in str(get("parts", "")).split(",") if p in PARTS)
     k = _int(get("k"))
-    opacity = view.opacity
-    try:
-        opacity = min(max(float(get("opacity", "0")), 0.0), 1.0)
-    except ValueError:
-        pass
     return View(
         model=get("model") if get("model") in models else view.model,
         example=Path(get("example")).name if get("example") else None,
@@ -194,7 +196,7 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
                        ablation=ablation if ablation in ABLATIONS else ABLATIONS[0],
                        parts=tuple(p for p in parts or () if p in PARTS),
                        decides=decides if decides in PARTS else None,
-                       opacity=min(max(float(opacity or 0.0), 0.0), 1.0)))
+                       opacity=_float(opacity, 0.0, 0.0, 1.0)))
 
 
 # Run in the page after `link`: the address bar shows the view (no reload, no history entry).
