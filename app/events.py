@@ -213,12 +213,13 @@ def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chai
     rows = page["rows"]
     view = [model, image, inp["truth"], inp["seed"], inp["scale"], page["tabs"], tab, *channels,
             cmp["branch"], cmp["channel"], att["mode"], att["parts"], att["legend"],
-            att["opacity"]]
+            att["opacity"], page["lesson_step"], cmp["image_b"]]
     start = demo.load(urlstate.restorer(rows), None, view, **QUIET)
     for tab_id, item in page["tab_items"].items():
         item.select(lambda t=tab_id: t, None, [tab], **QUIET)
     shown = [model, image, inp["seed"], inp["scale"], tab, *channels, cmp["branch"],
-             cmp["channel"], att["mode"], att["parts"], att["legend"], att["opacity"]]
+             cmp["channel"], att["mode"], att["parts"], att["legend"], att["opacity"],
+             page["lesson_step"]]
     names = [r[0] for r in rows]
     def address(*values) -> str:  # the view's query string (computes nothing on the model)
         return urlstate.link(*values, examples=names)

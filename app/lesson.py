@@ -139,20 +139,26 @@ def go(number: int, delta: int, key: str, image: str | None, image_b: str | None
        seed_b: float | None) -> tuple:
     """Next (delta 1) or back (-1): the step number, its words, the tab to open (and the tab
     state), the element to scroll to, image B for step 4, and the ablation for step 6."""
-    from .actions import make_scene
-
     number = min(max(int(number or 0) + int(delta), 0), len(STEPS))
     if number == 0:
         return (0, page(0, key, image), gr.skip(), gr.skip(), "", gr.skip(), gr.skip(),
                 gr.skip())
     step = STEPS[number - 1]
-    b = gr.skip()
-    if step.tab == "compare" and not image_b:
-        b = make_scene(int(seed_b or 1), 1.0)[0]
+    b = second_image(number, seed_b) if not image_b else gr.skip()
     ablation = number == 6
     return (number, page(number, key, image), gr.Tabs(selected=step.tab), step.tab,
             step.target, b, "remove" if ablation else gr.skip(),
             ["k=7"] if ablation else gr.skip())
+
+
+def second_image(number: int, seed: float | None = None):
+    """The second image of a step that compares two (a generated scene: `seed`, else 1), or
+    gr.skip() for the other steps."""
+    from .actions import make_scene
+
+    if not 0 < number <= len(STEPS) or STEPS[number - 1].tab != "compare":
+        return gr.skip()
+    return make_scene(int(seed or 1), 1.0)[0]
 
 
 def require_ablation_step(number: int) -> None:
@@ -161,14 +167,19 @@ def require_ablation_step(number: int) -> None:
         raise gr.Error("not the ablation step", visible=False, print_exception=False)
 
 
-# Run in the page after `go`: scroll to the step's element once its tab has drawn it.
+# Run in the page after `go`: scroll to the step's element once its tab has drawn it, its top
+# just below the lesson panel (which stays on top of the page, app/ui.py's CSS).
 SCROLL = """(target) => {
   if (!target) { window.scrollTo({top: 0, behavior: "smooth"}); return; }
   let tries = 0;
   const find = () => {
     const el = document.getElementById(target);
-    if (el && el.offsetParent !== null) el.scrollIntoView({behavior: "smooth", block: "center"});
-    else if (++tries < 20) setTimeout(find, 150);
+    if (el && el.offsetParent !== null) {
+      const panel = document.getElementById("lesson-panel");
+      const below = panel ? panel.getBoundingClientRect().height + 8 : 0;
+      const top = el.getBoundingClientRect().top + window.scrollY - below;
+      window.scrollTo({top: Math.max(top, 0), behavior: "smooth"});
+    } else if (++tries < 20) setTimeout(find, 150);
   };
   setTimeout(find, 100);
 }"""

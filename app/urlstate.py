@@ -5,7 +5,8 @@ parts=k%3D7`: the model key, the example image by file name (or `seed` and `zoom
 scene), the tab (a `gr.Tab` id of app/ui.py), the channel picked in each Branches column (`c1`,
 `c3`, ...), the Compare tab's filter size `k` and channel `ch`, the ablation, and the attribution
 map's legend pick (`decides`: only the pixels that input decides) and image opacity
-(`opacity`). An uploaded
+(`opacity`), and the Lesson's step (`step`, 1-8; a teacher's link opens that step on that image,
+with the second image step 4 compares it to). An uploaded
 image cannot travel in a link: the link then says nothing of the image. Unknown or bad values
 are ignored (the default is used), so an old or hand-edited link still opens.
 """
@@ -22,7 +23,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from . import actions, models
+from . import actions, lesson, models
 from .actions import FILTER_SIZES
 from .experiments import ABLATIONS
 from .explain import EVERY_INPUT
@@ -49,6 +50,7 @@ class View:
     parts: tuple[str, ...] = ("k=7",)
     decides: str | None = None  # the attribution legend's input (None: every input)
     opacity: float = 0.0  # the attribution map's image opacity
+    step: int = 0  # the Lesson's step (0: its introduction)
 
 
 def _int(value: str | None, low: int = 0, high: int = 1 << 31) -> int | None:
@@ -86,7 +88,8 @@ def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
         channel=_int(get("ch")),
         ablation=get("ablation") if get("ablation") in ABLATIONS else view.ablation,
         parts=parts if "parts" in params else view.parts,
-        decides=get("decides") if get("decides") in PARTS else None, opacity=opacity)
+        decides=get("decides") if get("decides") in PARTS else None, opacity=opacity,
+        step=_int(get("step"), 0, len(lesson.STEPS)) or 0)
 
 
 def encode(view: View) -> str:
@@ -113,6 +116,8 @@ def encode(view: View) -> str:
         query["decides"] = view.decides
     if view.opacity != base.opacity:
         query["opacity"] = f"{view.opacity:g}"
+    if view.step:
+        query["step"] = str(view.step)
     return urlencode(query)
 
 
@@ -165,7 +170,8 @@ def restorer(rows: Sequence[tuple[str, str | None]]):
 def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) -> tuple:
     """Page load: the view of the address (the first example without one), as the values of
     [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts,
-    legend, opacity]."""
+    legend, opacity, lesson step, image B]. The step's words follow from the image's change;
+    a step that compares two images gets the Lesson's own image B."""
     params = dict(request.query_params) if request is not None else {}
     view = parse(params, [key for _, key in models.choices()])
     files = first_view_image(view, rows)
@@ -179,12 +185,12 @@ def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) 
             *channels, view.k, gr.skip() if view.channel is None else view.channel,
             view.ablation, list(view.parts),
             gr.Radio(choices=[EVERY_INPUT, *PARTS], value=view.decides or EVERY_INPUT),
-            view.opacity)
+            view.opacity, view.step, lesson.second_image(view.step))
 
 
 def link(model: str, image: str | None, seed: float | None, zoom: float | None, tab: str,
          c1, c3, c5, c7, k, channel, ablation: str, parts: list[str] | None,
-         decides: str | None = None, opacity: float | None = 0.0,
+         decides: str | None = None, opacity: float | None = 0.0, step: int | None = 0,
          examples: Sequence[str] = ()) -> str:
     """The query string of what is on screen."""
     example, scene, scene_zoom = source(image, seed, zoom, examples)
@@ -196,7 +202,8 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
                        ablation=ablation if ablation in ABLATIONS else ABLATIONS[0],
                        parts=tuple(p for p in parts or () if p in PARTS),
                        decides=decides if decides in PARTS else None,
-                       opacity=_float(opacity, 0.0, 0.0, 1.0)))
+                       opacity=_float(opacity, 0.0, 0.0, 1.0),
+                       step=_int(step, 0, len(lesson.STEPS)) or 0))
 
 
 # Run in the page after `link`: the address bar shows the view (no reload, no history entry).

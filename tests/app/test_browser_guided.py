@@ -36,6 +36,10 @@ def open_page(page: Page, url: str, width: int, height: int) -> float:
     return time.monotonic() - start
 
 
+def window_scrolled(page: Page) -> float:
+    return page.evaluate("() => window.scrollY")
+
+
 def tab_selected(page: Page, name: str):
     return expect(page.get_by_role("tab", name=name)).to_have_attribute("aria-selected", "true")
 
@@ -109,13 +113,26 @@ def test_a_lesson_step_opens_its_view(page: Page, server, screenshots, width, he
     tab_selected(page, "Branches")
     expect(page.locator("#column-3")).to_be_in_viewport()
     assert step.inner_text() != intro
-    for _ in range(3):
+    for number in (2, 3, 4):  # read each step, as a user does, then go on
         page.locator("#lesson-next").click()
-    expect(step).to_contain_text("Step 4 of 8")
+        expect(step).to_contain_text(f"Step {number} of 8")
     tab_selected(page, "Compare A/B")
     pair = page.locator("#compare-pair")
     expect(pair).to_contain_text(re.compile(r"k=\d, channel \d+"))  # B was generated, compared
     expect(pair).to_be_in_viewport()
+    page.wait_for_function(  # the smooth scroll ends with the view's top below the lesson
+        "() => Math.abs(document.getElementById('compare-pair').getBoundingClientRect().top -"
+        " document.getElementById('lesson-panel').getBoundingClientRect().bottom - 8) < 4")
+    panel = page.locator("#lesson-panel").bounding_box()
+    assert panel["y"] == 0 and window_scrolled(page) > 0  # the lesson stayed on screen
+    expect(page.locator("#lesson-next")).to_be_in_viewport()
+    covered = page.evaluate(  # what is drawn on top at points across the panel, if not the panel
+        "() => { const p = document.getElementById('lesson-panel'), r = p.getBoundingClientRect();"
+        " const out = []; for (let i = 1; i < 20; i++) for (let j = 1; j < 10; j++) {"
+        " const x = r.left + r.width * i / 20, y = r.top + r.height * j / 10;"
+        " const e = document.elementFromPoint(x, y);"
+        " if (e && !p.contains(e)) out.push(e.outerHTML.slice(0, 80)); } return out; }")
+    assert covered == [], covered  # nothing of the tab under it (labels, toolbars) shows through
     page.screenshot(path=screenshots / f"guided_lesson_step4_{width}x{height}.png")
     page.locator("#lesson-back").click()
     expect(step).to_contain_text("Step 3 of 8")
@@ -186,4 +203,40 @@ def test_a_shared_link_reopens_the_view(browser: Browser, server, screenshots, w
     again.get_by_role("tab", name="Compare A/B").click()
     expect(again.get_by_label("7", exact=True)).to_be_checked()
     assert "example=scene7.png" in again.url
+    fresh.close()
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_a_lesson_link_reopens_its_step(browser: Browser, server, screenshots, width, height):
+    """A teacher walks to step 4 and shares the address: a fresh browser opens step 4 on the
+    same image, with the step's words, its tab and the second image it compares."""
+    size = {"width": width, "height": height}
+    first = browser.new_context(viewport=size)
+    page = first.new_page()
+    open_page(page, server, width, height)
+    step = page.locator("#lesson-step")
+    for number in (1, 2, 3, 4):
+        page.locator("#lesson-next").click()
+        expect(step).to_contain_text(f"Step {number} of 8")
+    expect(page).to_have_url(re.compile(r"step=4"))
+    link = page.url
+    page.locator("#lesson-back").click()
+    expect(step).to_contain_text("Step 3 of 8")
+    expect(page).to_have_url(re.compile(r"step=3"))  # the address follows the step
+    first.close()
+
+    fresh = browser.new_context(viewport=size)
+    again = fresh.new_page()
+    again.set_default_timeout(TIMEOUT)
+    again.goto(link)
+    lesson = again.locator("#lesson-step")
+    expect(lesson).to_contain_text("Step 4 of 8")
+    expect(lesson).to_contain_text("Two images, two sets of filters")
+    tab_selected(again, "Compare A/B")
+    expect(again.locator("#compare-pair")).to_contain_text(re.compile(r"k=\d, channel \d+"))
+    expect(again.locator("#input-image-b img")).to_be_visible()  # step 4's second image came
+    again.locator("#lesson-next").click()  # and the lesson goes on from there
+    expect(lesson).to_contain_text("Step 5 of 8")
+    assert "example=scene7.png" in again.url
+    again.screenshot(path=screenshots / f"guided_lesson_link_{width}x{height}.png")
     fresh.close()

@@ -12,7 +12,7 @@ from app.urlstate import View
 def test_a_view_round_trips_through_its_query_string():
     view = View(model="upload:abc", seed=12, zoom=1.5, tab="compare", channels={3: 7, 7: 0},
                 k=5, channel=9, ablation="keep only", parts=("x", "k=1"), decides="k=7",
-                opacity=0.45)
+                opacity=0.45, step=4)
     query = urlstate.encode(view)
     params = dict(p.split("=", 1) for p in query.split("&"))
     from urllib.parse import unquote_plus
@@ -30,11 +30,12 @@ def test_an_example_is_named_instead_of_a_seed():
 def test_bad_values_keep_their_defaults():
     view = urlstate.parse({"model": "nope", "tab": "secret", "c3": "-4", "c5": "x", "k": "4",
                            "ch": "1e9999", "zoom": "9", "ablation": "drop", "parts": "k=9,x",
-                           "seed": "many", "decides": "k=2", "opacity": "lots"})
+                           "seed": "many", "decides": "k=2", "opacity": "lots", "step": "9"})
     assert view == View(zoom=2.0, parts=("x",))  # zoom clamped, known parts kept
     assert urlstate.parse({}) == View()
     assert urlstate.parse({"parts": ""}).parts == ()  # an empty ablation is a choice
     assert urlstate.parse({"opacity": "7"}).opacity == 1.0  # clamped
+    assert urlstate.parse({"step": "-1"}).step == 0 and urlstate.parse({"step": "8"}).step == 8
 
 
 def test_the_source_of_the_image_on_screen(tmp_path):
@@ -74,6 +75,22 @@ def test_link_describes_what_is_on_screen(tmp_path):
     every = urlstate.link("demo", str(image), 0, 1.0, "attribution", None, None, None, None, 3,
                           None, "remove", ["k=7"], "every input", 0, examples=[str(image)])
     assert "decides" not in every and "opacity" not in every
+    lesson = urlstate.link("demo", str(image), 0, 1.0, "compare", None, None, None, None, 3,
+                           None, "remove", ["k=7"], None, 0, 4, examples=[str(image)])
+    assert lesson.endswith("tab=compare&step=4")
+    assert "step" not in urlstate.link("demo", str(image), 0, 1.0, "compare", None, None, None,
+                                       None, 3, None, "remove", ["k=7"], None, 0, 0)
+
+
+def test_a_lesson_step_link_brings_the_second_image_its_step_compares():
+    from app import lesson
+
+    compare = [n for n, step in enumerate(lesson.STEPS, 1) if step.tab == "compare"]
+    assert compare == [4]
+    image_b = lesson.second_image(4)
+    assert image_b.shape[-1] == 3 and np.array_equal(image_b, generate_scene(1, 1.0)[0])
+    assert not isinstance(lesson.second_image(3), np.ndarray)  # other steps leave B alone
+    assert not isinstance(lesson.second_image(0), np.ndarray)
 
 
 def test_only_masks_of_examples_and_scenes_are_forgotten():
