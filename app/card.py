@@ -32,6 +32,8 @@ SYNTHETIC = {  # datasets of generated scenes -> their words
     "context_shapes": "ContextShapes, this project's generated scenes: a shape's class is its "
                       "shape and the picture's frame (stripes or checks), one object size per "
                       "scene (training/data/context.py)",
+    "pattern_match": "PatternMatch, this project's generated scenes: a k×k pattern's class is "
+                     "whether it copies the picture's k×k layout (training/data/patterns.py)",
 }
 PHOTOS = {
     "cityscapes": "Cityscapes: street photos from 50 German cities, 19 classes (2,975 training, "

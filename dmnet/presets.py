@@ -42,6 +42,15 @@ DATASETS["context_shapes"] = (
      (120, 200, 255)),
 )
 
+# PatternMatch (training/data/patterns.py): a pattern's class is its size (its colour channel)
+# and whether it matches the picture's layout of that size (dark: matches, light: inverted).
+DATASETS["pattern_match"] = (
+    ("background", "3x3 pattern, matches", "3x3 pattern, inverted", "5x5 pattern, matches",
+     "5x5 pattern, inverted", "7x7 pattern, matches", "7x7 pattern, inverted"),
+    ((0, 0, 0), (200, 20, 60), (255, 150, 180), (30, 140, 50), (150, 235, 140), (20, 80, 200),
+     (120, 200, 255)),
+)
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -212,12 +221,21 @@ CONTEXT = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_context-128x1
                               dataset="context_shapes", classes=(), palette=(),
                               schedule=dataclasses.replace(SMALL.schedule, max_iters=6000))
 
+# An experiment, not a bundled model (assets/README.md, "what was tried", item 5): the same
+# network and recipe on PatternMatch, whose scenes are used at their own 128 px (no rescale, no
+# crop) so that a pattern tile is one feature cell. It stays at chance on match vs inverted.
+PATTERNS = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_patterns-128x128",
+                               dataset="pattern_match", classes=(), palette=(),
+                               test_scale=(128, 128), ratio_range=(1.0, 1.0),
+                               schedule=dataclasses.replace(SMALL.schedule, max_iters=6000))
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     *(_official(*row) for row in _OFFICIAL),
     *(Preset(name=name, depth=depth, schedule=sched, **data) for name, depth, sched, data
       in _EXTRA),
     SMALL,
     CONTEXT,
+    PATTERNS,
 ]}
 ALIASES: dict[str, str] = {p.v0_name: p.name for p in PRESETS.values() if p.v0_name}
 

@@ -70,7 +70,7 @@ def test_dataset_specific_settings():
     assert cs.schedule.val_interval == 8000 and cs.align_corners is False
     # every config's RandomResize(ratio_range=(0.5, 2.0)); only the from-scratch CPU presets
     # (of the synthetic datasets) differ
-    synthetic = {"multiscale_shapes", "context_shapes"}
+    synthetic = {"multiscale_shapes", "context_shapes", "pattern_match"}
     assert {p.ratio_range for p in PRESETS.values() if p.dataset not in synthetic} == {(0.5, 2.0)}
 
 

@@ -1,15 +1,18 @@
-"""Datasets: the four benchmarks in their standard layouts, and the synthetic MultiScaleShapes and
-ContextShapes (generated on the fly)."""
+"""Datasets: the four benchmarks in their standard layouts, and the synthetic MultiScaleShapes,
+ContextShapes and PatternMatch (generated on the fly)."""
 
 from .folders import SPECS, DatasetError, SegFolder
 from .context import ContextShapes, render_context
+from .patterns import PatternMatch, render_patterns
 from .shapes import MultiScaleShapes, render
 
 __all__ = ["SCENES", "SPECS", "ContextShapes", "DatasetError", "MultiScaleShapes", "SegFolder",
            "build_dataset"]
-SYNTHETIC = {"multiscale_shapes": MultiScaleShapes, "context_shapes": ContextShapes}
+SYNTHETIC = {"multiscale_shapes": MultiScaleShapes, "context_shapes": ContextShapes,
+             "pattern_match": PatternMatch}
 # The synthetic datasets' scene renderers: (seed, index, size) -> ShapesSample.
-SCENES = {"multiscale_shapes": render, "context_shapes": render_context}
+SCENES = {"multiscale_shapes": render, "context_shapes": render_context,
+          "pattern_match": render_patterns}
 
 
 def build_dataset(dataset: str, split: str, root: str | None):
