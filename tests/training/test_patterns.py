@@ -12,9 +12,9 @@ from training.data.shapes import export
 PRESET = PRESETS["dmnet_r18w32-d8_1xb8-6k_patterns-128x128"]
 
 
-def tiles(image: np.ndarray, top: int, left: int, k: int, channel: int, tile: int) -> np.ndarray:
-    """The +/- signs of a k x k grid of `tile` px tiles in one channel (read at tile centres)."""
-    centres = np.arange(k) * tile + tile // 2
+def pattern_signs(image: np.ndarray, top: int, left: int, k: int, channel: int) -> np.ndarray:
+    """The +/- signs of a k x k pattern's tiles in its channel (read at the tile centres)."""
+    centres = np.arange(k) * TILE + TILE // 2
     values = image[top + centres[:, None], left + centres[None, :], channel].astype(float)
     return np.sign(values - 128)
 
@@ -58,7 +58,7 @@ def test_each_pattern_copies_its_layout_or_its_negative_as_its_class_says():
             assert ys.max() - ys.min() + 1 == xs.max() - xs.min() + 1 == 3 * TILE
             top, left = ys.min() - (k - 3) // 2 * TILE, xs.min() - (k - 3) // 2 * TILE
             assert top % TILE == 0 and left % TILE == 0  # tiles are feature cells
-            pattern = tiles(s.image, top, left, k, channel, TILE)
+            pattern = pattern_signs(s.image, top, left, k, channel)
             layout = layout_of(s.image, k, channel)
             shown = layout != 0
             if name.endswith("matches"):
