@@ -213,8 +213,9 @@ def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chai
     rows = page["rows"]
     view = [model, image, inp["truth"], inp["seed"], inp["scale"], page["tabs"], tab, *channels,
             cmp["branch"], cmp["channel"], att["mode"], att["parts"], att["legend"],
-            att["opacity"], page["lesson_step"], cmp["image_b"]]
+            att["opacity"], page["lesson_step"], cmp["image_b"], page["lesson_target"]]
     start = demo.load(urlstate.restorer(rows), None, view, **QUIET)
+    start.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)  # a step's link
     for tab_id, item in page["tab_items"].items():
         item.select(lambda t=tab_id: t, None, [tab], **QUIET)
     shown = [model, image, inp["seed"], inp["scale"], tab, *channels, cmp["branch"],

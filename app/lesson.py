@@ -147,8 +147,16 @@ def go(number: int, delta: int, key: str, image: str | None, image_b: str | None
     b = second_image(number, seed_b) if not image_b else gr.skip()
     ablation = number == 6
     return (number, page(number, key, image), gr.Tabs(selected=step.tab), step.tab,
-            step.target, b, "remove" if ablation else gr.skip(),
+            target(number), b, "remove" if ablation else gr.skip(),
             ["k=7"] if ablation else gr.skip())
+
+
+def target(number: int) -> str:
+    """What SCROLL brings into view for step `number`: its element, "top" (the top of its tab),
+    or "" at the introduction."""
+    if not 0 < number <= len(STEPS):
+        return ""
+    return STEPS[number - 1].target or "top"
 
 
 def second_image(number: int, seed: float | None = None):
@@ -168,14 +176,16 @@ def require_ablation_step(number: int) -> None:
 
 
 # Run in the page after `go`: scroll to the step's element once its tab has drawn it, its top
-# just below the lesson panel (which stays on top of the page, app/ui.py's CSS).
+# just below the lesson panel, which stays on top of the page during the steps ("following",
+# app/ui.py's CSS) and not at the introduction (target ""). "top": the top of the page.
 SCROLL = """(target) => {
-  if (!target) { window.scrollTo({top: 0, behavior: "smooth"}); return; }
+  const panel = document.getElementById("lesson-panel");
+  if (panel) panel.classList.toggle("following", !!target);
+  if (!target || target === "top") { window.scrollTo({top: 0, behavior: "smooth"}); return; }
   let tries = 0;
   const find = () => {
     const el = document.getElementById(target);
     if (el && el.offsetParent !== null) {
-      const panel = document.getElementById("lesson-panel");
       const below = panel ? panel.getBoundingClientRect().height + 8 : 0;
       const top = el.getBoundingClientRect().top + window.scrollY - below;
       window.scrollTo({top: Math.max(top, 0), behavior: "smooth"});

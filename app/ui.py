@@ -41,12 +41,14 @@ div:has(> #column-x) > #column-x { min-width: 130px !important; flex: 0.7 1 0 !i
 ul.options li, ul[role=listbox] li { white-space: normal !important; }
 .caption-label, .caption { white-space: normal !important; overflow: visible !important;
                            text-overflow: clip !important; max-width: 100% !important; }
-/* The lesson stays in view while its step scrolls the page to the view it explains. Gradio's
+/* During a lesson (class "following", set by lesson.SCROLL) the panel stays in view while its
+   step scrolls the page to the view it explains; outside a lesson it covers nothing. Gradio's
    container hides its overflow, which makes it the scroll box a sticky element sticks to (and it
    never scrolls); clip cuts the same overflow without being a scroll box. */
 .gradio-container { overflow: clip !important; }
-#lesson-panel { position: sticky; top: 0; z-index: 60; background: var(--background-fill-primary);
-                box-shadow: 0 2px 6px rgba(0, 0, 0, 0.08); }
+#lesson-panel.following { position: sticky; top: 0; z-index: 60;
+                          background: var(--background-fill-primary);
+                          box-shadow: 0 2px 6px rgba(0, 0, 0, 0.08); }
 #lesson { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px; }
 #lesson-step { min-height: 3em; }
 #domain-note { color: var(--body-text-color); background: #fff4e5; border-radius: 8px; }

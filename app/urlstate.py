@@ -170,8 +170,8 @@ def restorer(rows: Sequence[tuple[str, str | None]]):
 def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) -> tuple:
     """Page load: the view of the address (the first example without one), as the values of
     [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts,
-    legend, opacity, lesson step, image B]. The step's words follow from the image's change;
-    a step that compares two images gets the Lesson's own image B."""
+    legend, opacity, lesson step, image B, lesson target]. The step's words follow from the
+    image's change; a step that compares two images gets the Lesson's own image B."""
     params = dict(request.query_params) if request is not None else {}
     view = parse(params, [key for _, key in models.choices()])
     files = first_view_image(view, rows)
@@ -185,7 +185,7 @@ def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) 
             *channels, view.k, gr.skip() if view.channel is None else view.channel,
             view.ablation, list(view.parts),
             gr.Radio(choices=[EVERY_INPUT, *PARTS], value=view.decides or EVERY_INPUT),
-            view.opacity, view.step, lesson.second_image(view.step))
+            view.opacity, view.step, lesson.second_image(view.step), lesson.target(view.step))
 
 
 def link(model: str, image: str | None, seed: float | None, zoom: float | None, tab: str,

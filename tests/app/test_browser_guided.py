@@ -108,6 +108,9 @@ def test_a_lesson_step_opens_its_view(page: Page, server, screenshots, width, he
     page.get_by_role("tab", name="Segmentation").click()
     step = page.locator("#lesson-step")
     intro = step.inner_text()
+    page.mouse.wheel(0, 1200)  # outside a lesson the panel scrolls away with the page
+    expect(page.locator("#lesson-panel")).not_to_be_in_viewport()
+    page.mouse.wheel(0, -1200)
     page.locator("#lesson-next").click()
     expect(step).to_contain_text("Step 1 of 8")
     tab_selected(page, "Branches")
@@ -232,6 +235,7 @@ def test_a_lesson_link_reopens_its_step(browser: Browser, server, screenshots, w
     lesson = again.locator("#lesson-step")
     expect(lesson).to_contain_text("Step 4 of 8")
     expect(lesson).to_contain_text("Two images, two sets of filters")
+    expect(again.locator("#lesson-panel")).to_have_class(re.compile("following"))
     tab_selected(again, "Compare A/B")
     expect(again.locator("#compare-pair")).to_contain_text(re.compile(r"k=\d, channel \d+"))
     expect(again.locator("#input-image-b img")).to_be_visible()  # step 4's second image came

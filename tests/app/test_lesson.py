@@ -57,6 +57,9 @@ def test_next_and_back_stay_within_the_steps(demo_env, scene):
     assert isinstance(lesson.go(3, 1, "demo", image, image, 2)[5], dict)  # B kept (a skip)
     step6 = lesson.go(5, 1, "demo", image, None, 1)
     assert step6[6:] == ("remove", ["k=7"])
+    assert lesson.go(2, 1, "demo", image, None, 1)[4] == "top"  # step 3: the top of its tab
+    assert lesson.go(1, -1, "demo", image, None, 1)[4] == ""  # the introduction: no lesson on
+    assert [lesson.target(n) for n in (0, 3, 4, 9)] == ["", "top", "compare-pair", ""]
     lesson.require_ablation_step(6)
     with pytest.raises(gr.Error):
         lesson.require_ablation_step(5)
