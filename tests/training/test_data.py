@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from dmnet.presets import DATASETS, PRESETS
-from training.data import DatasetError, MultiScaleShapes, SegFolder, build_dataset
+from training.data import (SCENES, SYNTHETIC, DatasetError, MultiScaleShapes, SegFolder,
+                           build_dataset)
 from training.data import cityscapes
 from training.data.shapes import (BUCKETS, SIZE, ShapesSample, SizeBuckets, export, render,
                                   shape_mask)
@@ -88,13 +89,20 @@ def test_missing_or_malformed_datasets_name_the_layout(tmp_path):
         SegFolder(tmp_path, "ade20k", "train")[0]
 
 
-def test_shapes_are_deterministic_and_multiscale():
-    a, b = render(3, 7, size=128), render(3, 7, size=128)
+@pytest.mark.parametrize("name", sorted(SCENES))
+def test_every_synthetic_dataset_is_deterministic_and_its_own_stream(name):
+    a, b = SCENES[name](3, 7, SIZE), SCENES[name](3, 7, SIZE)
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.label, b.label)
-    assert not np.array_equal(render(3, 8, size=128).image, a.image)
-    train, val = MultiScaleShapes("train", 4, 64), MultiScaleShapes("val", 4, 64)
+    assert not np.array_equal(SCENES[name](3, 8, SIZE).image, a.image)
+    for other in set(SCENES) - {name}:
+        assert not np.array_equal(SCENES[other](3, 7, SIZE).image, a.image)
+    train, val = SYNTHETIC[name]("train", 2), SYNTHETIC[name]("val", 2)
     assert not np.array_equal(train[0][0], val[0][0])
+    assert build_dataset(name, "val", None).classes == DATASETS[name][0]
+
+
+def test_shapes_are_multiscale():
     sizes = np.concatenate([render(0, i, size=256).sizes for i in range(40)])
     assert sizes.min() < 10 and sizes.max() > 90 and sizes.max() <= 128
     assert render(0, 0).image.shape == (SIZE, SIZE, 3)
