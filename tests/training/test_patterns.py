@@ -3,10 +3,12 @@ negative."""
 
 import numpy as np
 import pytest
+from skimage import measure
 
 from dmnet.presets import PRESETS
 from training.data import PatternMatch, SegFolder
-from training.data.patterns import CLASSES, GRIDS, SIZE, TILE, class_id, render_patterns
+from training.data.patterns import (CLASSES, DARK, GRIDS, LAYOUT_AMPLITUDE, SIZE, TILE, class_id,
+                                    render_patterns)
 from training.data.shapes import export
 
 PRESET = PRESETS["dmnet_r18w32-d8_1xb8-6k_patterns-128x128"]
@@ -19,16 +21,22 @@ def pattern_signs(image: np.ndarray, top: int, left: int, k: int, channel: int) 
     return np.sign(values - 128)
 
 
+def pattern_pixels(image: np.ndarray) -> np.ndarray:
+    """Where patterns lie: two dark channels (DARK, against the plaid's 128 - LAYOUT_AMPLITUDE;
+    the threshold is halfway, 3.6 sigma of the noise from both)."""
+    return (image < (DARK + 128 - LAYOUT_AMPLITUDE) / 2).sum(-1) >= 2
+
+
 def layout_of(image: np.ndarray, k: int, channel: int) -> np.ndarray:
     """The picture's k x k layout in `channel`: each tile's sign over its pixels that no pattern
-    covers (a pattern's other two channels are dark); 0 where patterns cover the whole tile."""
-    visible = (image < 60).sum(-1) < 2
+    covers; 0 where patterns cover (nearly) the whole tile."""
+    visible = ~pattern_pixels(image)
     edges = np.minimum(np.arange(SIZE) * k // SIZE, k - 1)
     layout = np.zeros((k, k))
     for i in range(k):
         for j in range(k):
             tile = visible & (edges[:, None] == i) & (edges[None, :] == j)
-            if tile.any():
+            if tile.sum() >= 20:  # not a stray noisy pixel of a pattern
                 layout[i, j] = np.sign(np.median(image[..., channel][tile].astype(float)) - 128)
     return layout
 
@@ -44,16 +52,24 @@ def test_each_pattern_copies_its_layout_or_its_negative_as_its_class_says():
     seen = set()
     for i in range(40):
         s = render_patterns(0, i)
+        patterns = measure.label(pattern_pixels(s.image))
         for number in np.unique(s.instances)[1:]:
             ys, xs = np.nonzero(s.instances == number)
             cls = int(np.unique(s.label[s.instances == number])[0])
             name = CLASSES[cls]
             k = int(name[0])
             channel = GRIDS.index(k)
-            assert ys.max() - ys.min() + 1 == xs.max() - xs.min() + 1 == 3 * TILE
-            top, left = ys.min() - (k - 3) // 2 * TILE, xs.min() - (k - 3) // 2 * TILE
+            py, px = np.nonzero(patterns == patterns[ys[0], xs[0]])  # the pattern it lies in
+            top, left = py.min(), px.min()
+            assert py.max() - top + 1 == px.max() - left + 1 == k * TILE
             assert top % TILE == 0 and left % TILE == 0  # tiles are feature cells
             pattern = pattern_signs(s.image, top, left, k, channel)
+            core = slice((k - 3) // 2, (k + 3) // 2)  # its central 3x3 tiles carry the class ...
+            lit = np.kron(pattern[core, core] > 0, np.ones((TILE, TILE), bool))
+            c0 = (k - 3) // 2 * TILE
+            region = s.instances[top + c0:top + c0 + 3 * TILE, left + c0:left + c0 + 3 * TILE]
+            assert np.array_equal(region == number, lit)  # ... on their lit tiles only
+            assert (s.instances == number).sum() == lit.sum()
             layout = layout_of(s.image, k, channel)
             shown = layout != 0
             if name.endswith("matches"):
