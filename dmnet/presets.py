@@ -223,7 +223,7 @@ CONTEXT = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_context-128x1
 
 # An experiment, not a bundled model (assets/README.md, "what was tried", item 5): the same
 # network and recipe on PatternMatch, whose scenes are used at their own 128 px (no rescale, no
-# crop) so that a pattern tile is one feature cell. It stays at chance on match vs inverted.
+# crop) so that a pattern tile is one feature cell.
 PATTERNS = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_patterns-128x128",
                                dataset="pattern_match", classes=(), palette=(),
                                test_scale=(128, 128), ratio_range=(1.0, 1.0),
