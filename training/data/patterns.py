@@ -18,8 +18,9 @@ like *the whole picture shrunk to k x k*. PatternMatch makes that the task.
   (labelling the whole centre left the network with neither; see below). Nothing local tells
   "matches" from
   "inverted": both are random-looking grids; only the comparison with the picture's layout
-  does, and only the branch whose grid has that pattern's size lines the two up tap by tap
-  (its filter then scores +k*k against -k*k).
+  does. The branch whose grid has the pattern's size lines the two up tap by tap (its filter
+  then scores +k*k against -k*k); a larger grid can do it too, less cleanly: the trained run
+  compares the 3x3 patterns in branch k=5 (assets/README.md, item 5).
 
 Scenes are 128 px and used without rescaling or cropping (preset ratio_range 1.0, crop 128,
 test scale 128), so each pattern tile is one feature cell and each layout tile spans the pooling
@@ -28,8 +29,8 @@ cells of its size; flips keep both aligned. Everything is deterministic from (se
 An experiment, not a bundled model (assets/README.md, "what was tried", item 5): with the whole
 centre labelled, the preset stayed at chance on "matches" vs "inverted" for 3000 iterations (and
 with another random grid as the mismatch, for 2000); labelling only the lit tiles made the
-features keep the tile signs, and the 3x3 comparison formed (both 3x3 classes at 85 IoU by
-iteration 2500, the larger ones not yet).
+features keep the tile signs, and the 3x3 comparison formed (both 3x3 classes at 89-90 IoU by
+iteration 3000, the larger ones not yet).
 """
 
 from __future__ import annotations
