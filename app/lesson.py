@@ -151,12 +151,16 @@ def go(number: int, delta: int, key: str, image: str | None, image_b: str | None
             ["k=7"] if ablation else gr.skip())
 
 
+def step_of(number: int) -> Step | None:
+    """Step `number` (1-based); None for the introduction or a number past the last step."""
+    return STEPS[number - 1] if 0 < number <= len(STEPS) else None
+
+
 def target(number: int) -> str:
     """What SCROLL brings into view for step `number`: its element, "top" (the top of its tab),
     or "" at the introduction."""
-    if not 0 < number <= len(STEPS):
-        return ""
-    return STEPS[number - 1].target or "top"
+    step = step_of(number)
+    return "" if step is None else step.target or "top"
 
 
 def second_image(number: int, seed: float | None = None):
@@ -164,7 +168,8 @@ def second_image(number: int, seed: float | None = None):
     gr.skip() for the other steps."""
     from .actions import make_scene
 
-    if not 0 < number <= len(STEPS) or STEPS[number - 1].tab != "compare":
+    step = step_of(number)
+    if step is None or step.tab != "compare":
         return gr.skip()
     return make_scene(int(seed or 1), 1.0)[0]
 

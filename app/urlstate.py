@@ -70,6 +70,11 @@ def _float(value, default: float, low: float, high: float) -> float:
     return default if math.isnan(number) else min(max(number, low), high)
 
 
+def _step(value) -> int:
+    """A Lesson step number, 0 (the introduction) when it is not one."""
+    return _int(value, 0, len(lesson.STEPS)) or 0
+
+
 def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
     """The view a link's query parameters ask for; what is missing or bad keeps its default."""
     view = View()
@@ -89,7 +94,7 @@ def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
         ablation=get("ablation") if get("ablation") in ABLATIONS else view.ablation,
         parts=parts if "parts" in params else view.parts,
         decides=get("decides") if get("decides") in PARTS else None, opacity=opacity,
-        step=_int(get("step"), 0, len(lesson.STEPS)) or 0)
+        step=_step(get("step")))
 
 
 def encode(view: View) -> str:
@@ -203,7 +208,7 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
                        parts=tuple(p for p in parts or () if p in PARTS),
                        decides=decides if decides in PARTS else None,
                        opacity=_float(opacity, 0.0, 0.0, 1.0),
-                       step=_int(step, 0, len(lesson.STEPS)) or 0))
+                       step=_step(step)))
 
 
 # Run in the page after `link`: the address bar shows the view (no reload, no history entry).

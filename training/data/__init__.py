@@ -6,8 +6,8 @@ from .context import ContextShapes, render_context
 from .patterns import PatternMatch, render_patterns
 from .shapes import MultiScaleShapes, render
 
-__all__ = ["SCENES", "SPECS", "ContextShapes", "DatasetError", "MultiScaleShapes", "SegFolder",
-           "build_dataset"]
+__all__ = ["SCENES", "SPECS", "ContextShapes", "DatasetError", "MultiScaleShapes", "PatternMatch",
+           "SegFolder", "build_dataset"]
 SYNTHETIC = {"multiscale_shapes": MultiScaleShapes, "context_shapes": ContextShapes,
              "pattern_match": PatternMatch}
 # The synthetic datasets' scene renderers: (seed, index, size) -> ShapesSample.

@@ -1,4 +1,4 @@
-"""PatternMatch: synthetic scenes that only a DCM of the right filter size can label.
+"""PatternMatch: synthetic scenes labelled by the comparison a DCM computes.
 
 What a DCM computes: branch k pools the image to a k x k grid, turns each grid cell into one
 filter tap per channel, and runs that k x k filter over every k x k neighbourhood of the
@@ -16,9 +16,8 @@ like *the whole picture shrunk to k x k*. PatternMatch makes that the task.
   matches: six classes. Everything else, the rest of a 5x5 or 7x7 pattern and the dark tiles,
   is background: so labelling a pattern needs each tile's sign, which the comparison needs too
   (labelling the whole centre left the network with neither; see below). Nothing local tells
-  "matches" from
-  "inverted": both are random-looking grids; only the comparison with the picture's layout
-  does. The branch whose grid has the pattern's size lines the two up tap by tap (its filter
+  "matches" from "inverted": both are random-looking grids; only the comparison with the
+  picture's layout does. The branch whose grid has the pattern's size lines the two up tap by tap (its filter
   then scores +k*k against -k*k); a larger grid can do it too, less cleanly: the trained run
   compares the 3x3 patterns in branch k=5 (assets/README.md, item 5).
 

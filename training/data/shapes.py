@@ -260,8 +260,9 @@ def main() -> None:
     ex.add_argument("--val", type=int, default=500)
     ex.add_argument("--size", type=int, default=SIZE)
     ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--dataset", choices=["multiscale_shapes", "context_shapes", "pattern_match"],
-                    default="multiscale_shapes")
+    from . import SYNTHETIC  # the package imports this module
+
+    ex.add_argument("--dataset", choices=sorted(SYNTHETIC), default="multiscale_shapes")
     args = parser.parse_args()
     export(args.out, args.train, args.val, args.size, args.seed, args.dataset)
     print(f"wrote {args.train} train and {args.val} val images to {args.out}")
