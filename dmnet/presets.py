@@ -85,6 +85,7 @@ class Preset:
     align_corners: bool  # of both heads' bilinear resizes
     schedule: Schedule
     ratio_range: tuple[float, float] = (0.5, 2.0)  # training RandomResize ratios (every config's)
+    photometric: bool = True  # PhotoMetricDistortion in training (every config's)
     test_mode: str = "whole"  # "whole" or "slide"
     test_crop: tuple[int, int] | None = None  # slide window (h, w)
     test_stride: tuple[int, int] | None = None  # slide stride (h, w)
@@ -223,10 +224,11 @@ CONTEXT = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_context-128x1
 
 # An experiment, not a bundled model (assets/README.md, "what was tried", item 5): the same
 # network and recipe on PatternMatch, whose scenes are used at their own 128 px (no rescale, no
-# crop) so that a pattern tile is one feature cell.
+# crop) so that a pattern tile is one feature cell, and without PhotoMetricDistortion: its hue
+# rotation (up to 36 degrees) mixes the colour channels, which keep the three layouts apart.
 PATTERNS = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_patterns-128x128",
                                dataset="pattern_match", classes=(), palette=(),
-                               test_scale=(128, 128), ratio_range=(1.0, 1.0),
+                               test_scale=(128, 128), ratio_range=(1.0, 1.0), photometric=False,
                                schedule=dataclasses.replace(SMALL.schedule, max_iters=6000))
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [

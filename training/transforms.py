@@ -1,11 +1,11 @@
 """The training recipe of mmsegmentation's configs (facts §3-§4) as paired image/label transforms.
 
 RandomResize (the preset's ratio_range, 0.5-2.0 in every config; mmcv keep-ratio) -> RandomCrop
-(cat_max_ratio 0.75) -> RandomFlip (0.5) -> PhotoMetricDistortion -> normalize -> pad to the crop
-(image 0, label 255). Resizing, cropping, flipping and padding are torchvision transforms v2
-kernels on `tv_tensors.Image`/`tv_tensors.Mask` (masks resize with nearest); what v2 lacks is
-written here: mmcv's keep-ratio size rule, the cat_max_ratio retries and mmseg's photometric
-distortion (uint8, clip after each step, cv2 HSV).
+(cat_max_ratio 0.75) -> RandomFlip (0.5) -> PhotoMetricDistortion (unless the preset turns it
+off) -> normalize -> pad to the crop (image 0, label 255). Resizing, cropping, flipping and
+padding are torchvision transforms v2 kernels on `tv_tensors.Image`/`tv_tensors.Mask` (masks
+resize with nearest); what v2 lacks is written here: mmcv's keep-ratio size rule, the
+cat_max_ratio retries and mmseg's photometric distortion (uint8, clip after each step, cv2 HSV).
 All randomness comes from the `np.random.Generator` passed in, so a sample is a pure function of
 its seed (which makes resume exact, with any number of loader workers).
 """
@@ -121,7 +121,9 @@ def train_transform(image: np.ndarray, label: np.ndarray, preset: Preset,
     mask = F.crop(mask, top, left, min(ch, h - top), min(cw, w - left))
     if rng.random() < 0.5:
         img, mask = F.horizontal_flip(img), F.horizontal_flip(mask)
-    pixels = photometric_distortion(img.permute(1, 2, 0).numpy(), rng)
+    pixels = img.permute(1, 2, 0).numpy()
+    if preset.photometric:
+        pixels = photometric_distortion(pixels, rng)
     x = normalize(pixels, preset.mean, preset.std)[0]
     pad = [0, 0, cw - x.shape[-1], ch - x.shape[-2]]  # left, top, right, bottom
     x = F.pad(x, pad, fill=0)  # in normalized space, as SegDataPreProcessor

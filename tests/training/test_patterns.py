@@ -1,44 +1,52 @@
 """PatternMatch: a pattern's class is its size and whether it copies the picture's layout or its
-negative."""
+negative; each layout lies on the pooling bins of its size."""
 
 import numpy as np
 import pytest
-from skimage import measure
+import torch
+import torch.nn.functional as F
 
 from dmnet.presets import PRESETS
 from training.data import PatternMatch, SegFolder
-from training.data.patterns import (CLASSES, DARK, GRIDS, LAYOUT_AMPLITUDE, SIZE, TILE, class_id,
-                                    render_patterns)
+from training.data.patterns import (CELLS, CLASSES, GRIDS, LAYOUT_AMPLITUDE, SIZE, TILE,
+                                    bin_owner, class_id, compose, plaid, render_patterns)
 from training.data.shapes import export
 
 PRESET = PRESETS["dmnet_r18w32-d8_1xb8-6k_patterns-128x128"]
 
 
-def pattern_signs(image: np.ndarray, top: int, left: int, k: int, channel: int) -> np.ndarray:
-    """The +/- signs of a k x k pattern's tiles in its channel (read at the tile centres)."""
-    centres = np.arange(k) * TILE + TILE // 2
-    values = image[top + centres[:, None], left + centres[None, :], channel].astype(float)
-    return np.sign(values - 128)
+def cell_values(image: np.ndarray, channel: int) -> np.ndarray:
+    """(CELLS, CELLS) signs of a channel against mid grey, read at each feature cell's centre."""
+    centres = np.arange(CELLS) * TILE + TILE // 2
+    return np.sign(image[centres[:, None], centres[None, :], channel].astype(float) - 128)
 
 
-def pattern_pixels(image: np.ndarray) -> np.ndarray:
-    """Where patterns lie: two dark channels (DARK, against the plaid's 128 - LAYOUT_AMPLITUDE;
-    the threshold is halfway, 3.6 sigma of the noise from both)."""
-    return (image < (DARK + 128 - LAYOUT_AMPLITUDE) / 2).sum(-1) >= 2
+def members(k: int) -> torch.Tensor:
+    """(cell, bin) booleans: which of the k bins torch's adaptive pooling puts each of the 16
+    feature cells of an axis in."""
+    one_hot = torch.eye(CELLS).view(CELLS, 1, 1, CELLS)  # cell c lit, along the width
+    return F.adaptive_avg_pool2d(one_hot, (1, k))[:, 0, 0] > 0
 
 
-def layout_of(image: np.ndarray, k: int, channel: int) -> np.ndarray:
-    """The picture's k x k layout in `channel`: each tile's sign over its pixels that no pattern
-    covers; 0 where patterns cover (nearly) the whole tile."""
-    visible = ~pattern_pixels(image)
-    edges = np.minimum(np.arange(SIZE) * k // SIZE, k - 1)
-    layout = np.zeros((k, k))
-    for i in range(k):
-        for j in range(k):
-            tile = visible & (edges[:, None] == i) & (edges[None, :] == j)
-            if tile.sum() >= 20:  # not a stray noisy pixel of a pattern
-                layout[i, j] = np.sign(np.median(image[..., channel][tile].astype(float)) - 128)
-    return layout
+@pytest.mark.parametrize("k", GRIDS)
+def test_bin_owner_follows_torch_adaptive_pooling(k):
+    bins = members(k)
+    expected = np.where(bins.sum(1) == 1, bins.int().argmax(1), -1)
+    assert np.array_equal(bin_owner(k), expected)
+    assert (bin_owner(k) == -1).sum() == k - 1  # 16 is no multiple of 3, 5 or 7
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pooled_to_its_size_each_channel_is_exactly_its_layout(seed):
+    image, layouts = plaid(np.random.default_rng(seed), SIZE)
+    cells = F.avg_pool2d(torch.from_numpy(image - 128).permute(2, 0, 1)[None], TILE)  # 16 x 16
+    for channel, (k, layout) in enumerate(zip(GRIDS, layouts)):
+        pooled = F.adaptive_avg_pool2d(cells[:, channel:channel + 1], k)[0, 0].numpy()
+        owner, bins = bin_owner(k), members(k)
+        share = np.array([(owner == i).sum() / bins[:, i].sum().item() for i in range(k)])
+        # each bin: its own tile over its own share, mid grey elsewhere: no neighbour's tile
+        np.testing.assert_allclose(pooled, LAYOUT_AMPLITUDE * layout * np.outer(share, share),
+                                   rtol=1e-5)
 
 
 def test_scenes_are_128_px_only_and_the_preset_has_their_classes():
@@ -52,37 +60,40 @@ def test_each_pattern_copies_its_layout_or_its_negative_as_its_class_says():
     seen = set()
     for i in range(40):
         s = render_patterns(0, i)
-        patterns = measure.label(pattern_pixels(s.image))
-        for number in np.unique(s.instances)[1:]:
-            ys, xs = np.nonzero(s.instances == number)
-            cls = int(np.unique(s.label[s.instances == number])[0])
-            name = CLASSES[cls]
-            k = int(name[0])
+        _, layouts, patterns = compose(np.random.default_rng([0, i, 3]))  # where they lie
+        covered = np.zeros((CELLS, CELLS), bool)
+        for number, p in enumerate(patterns, start=1):
+            k, ty, tx = p.k, p.top // TILE, p.left // TILE
+            assert p.top % TILE == 0 and p.left % TILE == 0  # tiles are feature cells
+            covered[ty:ty + k, tx:tx + k] = True
             channel = GRIDS.index(k)
-            py, px = np.nonzero(patterns == patterns[ys[0], xs[0]])  # the pattern it lies in
-            top, left = py.min(), px.min()
-            assert py.max() - top + 1 == px.max() - left + 1 == k * TILE
-            assert top % TILE == 0 and left % TILE == 0  # tiles are feature cells
-            pattern = pattern_signs(s.image, top, left, k, channel)
-            core = slice((k - 3) // 2, (k + 3) // 2)  # its central 3x3 tiles carry the class ...
-            lit = np.kron(pattern[core, core] > 0, np.ones((TILE, TILE), bool))
-            c0 = (k - 3) // 2 * TILE
-            region = s.instances[top + c0:top + c0 + 3 * TILE, left + c0:left + c0 + 3 * TILE]
-            assert np.array_equal(region == number, lit)  # ... on their lit tiles only
+            signs = cell_values(s.image, channel)[ty:ty + k, tx:tx + k]
+            assert np.array_equal(signs, layouts[channel] * (1 if p.matches else -1))
+            box = s.image[p.top:p.top + k * TILE, p.left:p.left + k * TILE].astype(float)
+            others = [c for c in range(3) if c != channel]
+            assert np.abs(np.median(box[..., others], axis=(0, 1)) - 128).max() <= 2  # grey
+            cls = class_id(k, p.matches)
+            c0 = (k - 3) // 2  # its central 3x3 tiles carry the class, on their lit tiles only
+            lit = np.kron(signs[c0:c0 + 3, c0:c0 + 3] > 0, np.ones((TILE, TILE), bool))
+            y, x = p.top + c0 * TILE, p.left + c0 * TILE
+            assert np.array_equal(s.instances[y:y + 3 * TILE, x:x + 3 * TILE] == number, lit)
             assert (s.instances == number).sum() == lit.sum()
-            layout = layout_of(s.image, k, channel)
-            shown = layout != 0
-            if name.endswith("matches"):
-                assert cls == class_id(k, True) and not ((pattern != layout) & shown).any()
-            else:
-                assert cls == class_id(k, False) and not ((pattern != -layout) & shown).any()
-            seen.add(name)
+            assert (s.label[s.instances == number] == cls).all()
+            if lit.any():  # a centre may have no lit tile
+                seen.add(CLASSES[cls])
+        assert np.array_equal(s.label > 0, s.instances > 0)  # all else is background
+        for channel, k in enumerate(GRIDS):  # the plaid shows each layout where no pattern lies
+            owner = bin_owner(k)
+            own = (owner[:, None] >= 0) & (owner[None, :] >= 0) & ~covered
+            tiles = layouts[channel][np.maximum(owner, 0)[:, None], np.maximum(owner, 0)[None, :]]
+            assert np.array_equal(cell_values(s.image, channel)[own], tiles[own])
     assert seen == set(CLASSES[1:])
 
 
-def test_the_recipe_keeps_tiles_on_the_feature_grid():
+def test_the_recipe_keeps_tiles_on_the_feature_grid_and_channels_apart():
     assert PRESET.ratio_range == (1.0, 1.0)
     assert PRESET.crop_size == (SIZE, SIZE) and PRESET.test_scale == (SIZE, SIZE)
+    assert SIZE // 8 == CELLS and not PRESET.photometric  # no hue rotation mixing the layouts
 
 
 def test_export_as_a_folder_dataset(tmp_path):

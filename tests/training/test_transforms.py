@@ -56,6 +56,22 @@ def test_train_transform_keeps_image_and_label_aligned(seed):
     assert (derived[valid] == y[valid]).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("photometric", [True, False])
+def test_a_preset_can_leave_out_the_photometric_distortion(photometric):
+    """At ratio 1 with a crop the image's size only the flip (and the distortion) can change it."""
+    preset = tiny_preset(crop_size=(48, 64), test_scale=(64, 48), ratio_range=(1.0, 1.0),
+                         photometric=photometric)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    label = np.zeros((48, 64), np.uint8)
+    same = []
+    for seed in range(8):
+        pixels = train_transform(image, label, preset, np.random.default_rng(seed))[0]
+        pixels = pixels * torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        pixels = (pixels + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)).round().permute(1, 2, 0)
+        same.append(any(np.array_equal(pixels.numpy(), view) for view in (image, image[:, ::-1])))
+    assert all(same) if not photometric else not all(same)
+
+
 def test_random_resize_follows_mmcv_keep_ratio():
     rng = np.random.default_rng(0)
     ratio = np.random.default_rng(0).uniform(0.5, 2.0)

@@ -6,33 +6,43 @@ filter tap per channel, and runs that k x k filter over every k x k neighbourhoo
 like *the whole picture shrunk to k x k*. PatternMatch makes that the task.
 
 - The picture is a plaid of three **layouts**, one random +/- grid per colour channel: red
-  carries a 3x3 grid of large tiles, green a 5x5 grid, blue a 7x7 grid (each tile a full k-th
-  of the picture). That is the "whole picture shrunk to k x k", in the channel of size k.
+  carries a 3x3 grid of large tiles, green a 5x5 grid, blue a 7x7 grid. Each is drawn on the
+  pooling bins of its size: torch's adaptive pooling of the 16 x 16 feature map to k x k gives
+  bin i the cells floor(16 i / k) to ceil(16 (i + 1) / k), neighbouring bins share a cell where
+  k does not divide 16, and those shared cells stay mid grey. Pooled to k x k the channel is
+  then exactly its layout (each bin holds its own tile and grey, never a neighbour's tile), the
+  "whole picture shrunk to k x k" in the channel of size k; pooled to another size, tiles mix.
 - On it lie three **patterns**, one per size: a 3x3, a 5x5 and a 7x7 grid of 8 px tiles (one
-  feature cell per tile), in the same channel as the layout of that size (the other two
-  channels dark). Each copies its layout ("matches the picture") or is its negative, every tile
-  flipped ("inverted"), with probability one half each.
+  feature cell per tile), in the same channel as the layout of that size, the other two
+  channels mid grey. Each copies its layout ("matches the picture") or is its negative, every
+  tile flipped ("inverted"), with probability one half each.
 - The class of the lit tiles among a pattern's central 3x3 (24 px) is its size and whether it
   matches: six classes. Everything else, the rest of a 5x5 or 7x7 pattern and the dark tiles,
   is background: so labelling a pattern needs each tile's sign, which the comparison needs too
   (labelling the whole centre left the network with neither; see below). Nothing local tells
   "matches" from "inverted": both are random-looking grids; only the comparison with the
-  picture's layout does. The branch whose grid has the pattern's size lines the two up tap by tap (its filter
-  then scores +k*k against -k*k); a larger grid can do it too, less cleanly: the trained run
-  compares the 3x3 patterns in branch k=5 (assets/README.md, item 5).
+  picture's layout does. The branch whose grid has the pattern's size lines the two up tap by
+  tap (its filter then scores +k*k against -k*k); a larger grid sees the layout resampled, which
+  can stand in less cleanly (an earlier version of this data, whose layout tiles were plain
+  k-ths of the picture, had its 3x3 patterns compared in branch k=5: assets/README.md, item 5).
 
 Scenes are 128 px and used without rescaling or cropping (preset ratio_range 1.0, crop 128,
-test scale 128), so each pattern tile is one feature cell and each layout tile spans the pooling
-cells of its size; flips keep both aligned. Everything is deterministic from (seed, split, index).
+test scale 128), so each pattern tile is one feature cell and each layout tile lies on its
+pooling bins; flips keep both aligned (the bins are symmetric). The preset also leaves out
+PhotoMetricDistortion, whose hue rotation mixes the channels that keep the layouts apart.
+Everything is deterministic from (seed, split, index).
 
 An experiment, not a bundled model (assets/README.md, "what was tried", item 5): with the whole
 centre labelled, the preset stayed at chance on "matches" vs "inverted" for 3000 iterations (and
 with another random grid as the mismatch, for 2000); labelling only the lit tiles made the
 features keep the tile signs, and the 3x3 comparison formed (both 3x3 classes at 89-90 IoU by
-iteration 3000, the larger ones not yet).
+iteration 3000, the larger ones not yet, with layouts of plain k-ths, other channels of a
+pattern dark and photometric distortion on).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,10 +53,10 @@ from .shapes import MultiScaleShapes, ShapesSample
 CLASSES, PALETTE = DATASETS["pattern_match"]
 SIZE = 128
 TILE = 8  # pattern tile, px: one cell of the 1/8-resolution feature map
+CELLS = SIZE // TILE  # the feature map's side (16)
 GRIDS = (3, 5, 7)  # pattern and layout sizes, one per colour channel (red, green, blue)
 LAYOUT_AMPLITUDE = 60.0  # layout tiles: mid grey +/- this in their channel
 PATTERN_AMPLITUDE = 100.0  # pattern tiles: mid grey +/- this in their channel
-DARK = 25.0  # a pattern's other two channels
 NOISE = 6.0
 
 
@@ -63,14 +73,32 @@ def _grid(rng: np.random.Generator, k: int) -> np.ndarray:
             return grid
 
 
-def _layouts(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """((size, size, 3) picture, [3x3, 5x5, 7x7 layouts]): the plaid, one layout per channel."""
+def bin_owner(k: int, cells: int = CELLS) -> np.ndarray:
+    """Per feature cell along one axis, the k x k pooling bin it falls in, or -1 for a cell that
+    two bins share: torch's adaptive_avg_pool2d gives bin i the cells floor(i * n / k) up to
+    ceil((i + 1) * n / k), and these overlap where k does not divide n (16 cells: 3, 5 and 7)."""
+    owner = np.full(cells, -1)
+    count = np.zeros(cells, int)
+    for i in range(k):
+        lo, hi = i * cells // k, -(-(i + 1) * cells // k)
+        owner[lo:hi] = i
+        count[lo:hi] += 1
+    owner[count > 1] = -1
+    return owner
+
+
+def plaid(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """((size, size, 3) picture, [3x3, 5x5, 7x7 layouts]): the plaid, one layout per channel.
+    Tile (i, j) of a k x k layout is drawn on the cells that only pooling bin (i, j) holds, and
+    the cells two bins share stay mid grey: pooled to k x k the channel is exactly the layout
+    (times the share of each bin that is its own); pooled to another size, tiles mix."""
     image = np.full((size, size, 3), 128.0, np.float32)
     layouts = [_grid(rng, k) for k in GRIDS]
-    edges = np.arange(size)
     for channel, (k, layout) in enumerate(zip(GRIDS, layouts)):
-        idx = np.minimum(edges * k // size, k - 1)
-        image[..., channel] += LAYOUT_AMPLITUDE * layout[idx[:, None], idx[None, :]]
+        owner = bin_owner(k)[np.arange(size) // TILE]
+        own = (owner[:, None] >= 0) & (owner[None, :] >= 0)
+        tiles = layout[np.maximum(owner, 0)[:, None], np.maximum(owner, 0)[None, :]]
+        image[..., channel] += LAYOUT_AMPLITUDE * np.where(own, tiles, 0.0)
     return image, layouts
 
 
@@ -91,33 +119,55 @@ def _place(rng: np.random.Generator, size: int, sides: list[int]) -> list[tuple[
             return [(y * TILE, x * TILE) for y, x, _ in boxes]
 
 
+@dataclass(frozen=True)
+class Pattern:
+    k: int  # its size: k x k tiles
+    top: int  # its top-left corner, px (a multiple of TILE)
+    left: int
+    matches: bool  # copies its layout (else the layout's negative)
+
+
+def compose(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[Pattern]]:
+    """A noiseless scene: (float (SIZE, SIZE, 3) picture, [3x3, 5x5, 7x7 layouts], patterns)."""
+    image, layouts = plaid(rng, SIZE)
+    order = sorted(range(len(GRIDS)), key=lambda c: -GRIDS[c])  # largest first
+    corners = _place(rng, SIZE, [GRIDS[c] * TILE for c in order])
+    patterns = []
+    for channel, (y, x) in zip(order, corners):
+        k = GRIDS[channel]
+        pattern = Pattern(k, y, x, matches=bool(rng.integers(2)))
+        grid = layouts[channel] if pattern.matches else -layouts[channel]
+        side = k * TILE
+        image[y:y + side, x:x + side] = 128.0  # its other two channels mid grey
+        image[y:y + side, x:x + side, channel] += PATTERN_AMPLITUDE * _tiles(grid)
+        patterns.append(pattern)
+    return image, layouts, patterns
+
+
+def _tiles(grid: np.ndarray) -> np.ndarray:
+    """A grid of values drawn as TILE x TILE px tiles."""
+    return np.kron(grid, np.ones((TILE, TILE), np.float32))
+
+
 def render_patterns(seed: int, index: int, size: int = SIZE) -> ShapesSample:
     """One scene, deterministic from (seed, index). `size` must be 128: the task is defined on
     the feature grid of a 128 px input."""
     if size != SIZE:
         raise ValueError(f"PatternMatch scenes are {SIZE} px (tiles are feature cells), not {size}")
     rng = np.random.default_rng([seed, index, 3])
-    image, layouts = _layouts(rng, size)
+    image, layouts, patterns = compose(rng)
     label = np.zeros((size, size), np.uint8)
     instances = np.zeros((size, size), np.uint8)
-    order = sorted(range(len(GRIDS)), key=lambda c: -GRIDS[c])  # largest first
-    corners = _place(rng, size, [GRIDS[c] * TILE for c in order])
-    diameters = []
-    for number, (channel, (y, x)) in enumerate(zip(order, corners), start=1):
-        k, layout = GRIDS[channel], layouts[channel]
-        matches = bool(rng.integers(2))
-        grid = layout if matches else -layout
-        side = k * TILE
-        tiles = np.kron(grid, np.ones((TILE, TILE), np.float32))
-        image[y:y + side, x:x + side] = DARK
-        image[y:y + side, x:x + side, channel] = 128.0 + PATTERN_AMPLITUDE * tiles
-        c0 = (k - 3) // 2 * TILE  # the central 3x3 tiles carry the class
-        core = (slice(y + c0, y + c0 + 3 * TILE), slice(x + c0, x + c0 + 3 * TILE))
-        lit = tiles[c0:c0 + 3 * TILE, c0:c0 + 3 * TILE] > 0  # only its lit tiles
-        label[core][lit] = class_id(k, matches)
+    for number, pattern in enumerate(patterns, start=1):
+        k, c0 = pattern.k, (pattern.k - 3) // 2  # the central 3x3 tiles carry the class ...
+        grid = layouts[GRIDS.index(k)] * (1 if pattern.matches else -1)
+        lit = _tiles(grid[c0:c0 + 3, c0:c0 + 3]) > 0
+        y, x = pattern.top + c0 * TILE, pattern.left + c0 * TILE
+        core = (slice(y, y + 3 * TILE), slice(x, x + 3 * TILE))
+        label[core][lit] = class_id(k, pattern.matches)  # ... on their lit tiles only
         instances[core][lit] = number
-        diameters.append(3 * TILE * np.sqrt(2))
     image += rng.normal(0, NOISE, image.shape)
+    diameters = [3 * TILE * np.sqrt(2)] * len(patterns)
     return ShapesSample(np.clip(image, 0, 255).astype(np.uint8), label, instances, diameters)
 
 
