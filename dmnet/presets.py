@@ -222,7 +222,7 @@ CONTEXT = dataclasses.replace(SMALL, name="dmnet_r18w32-d8_1xb8-6k_context-128x1
                               dataset="context_shapes", classes=(), palette=(),
                               schedule=dataclasses.replace(SMALL.schedule, max_iters=6000))
 
-# An experiment, not a bundled model (assets/README.md, "what was tried", item 5): the same
+# An experiment, not a bundled model (assets/README.md, "what was tried", items 5-6): the same
 # network and recipe on PatternMatch, whose scenes are used at their own 128 px (no rescale, no
 # crop) so that a pattern tile is one feature cell, and without PhotoMetricDistortion: its hue
 # rotation (up to 36 degrees) mixes the colour channels, which keep the three layouts apart.
