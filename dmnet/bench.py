@@ -1,5 +1,5 @@
 """Inference benchmark: `python -m dmnet.bench [--device cpu|cuda] [--repeats N] [--quick]
-[--modes slide,ms+flip]`.
+[--modes slide,ms+flip] [--malloc keep|default]`.
 
 Prints one row per (preset, input size, variant): median ms per image (batch 1) and peak memory;
 the variants of a case are timed in turns (round-robin), so that noise hits them alike.
@@ -20,6 +20,8 @@ one image, against the one-by-one path in turns: `reference` the plain model one
 per forward pass as mmseg runs them (`batch_pixels=1`), `fp32` optimize()'s model the same way,
 `batched` optimize()'s model with all windows, or an image and its mirror, in one pass
 (`batch_pixels=sys.maxsize`; segment()'s default, `pixel_budget`, batches on CUDA only).
+Every case's process calls `keep_freed_memory()` first, as the other command-line tools do
+(`--malloc default` leaves glibc's thresholds: every large activation then page-faults afresh).
 For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one. Each case
 runs in its own process; `peak MB` is that process's peak RSS so far (weights included) on CPU, the
 CUDA allocator's peak on GPU.
@@ -42,7 +44,7 @@ from pathlib import Path
 import torch
 
 from .export import export_program, onnx_runner, write_onnx
-from .fast import fast_precision, optimize
+from .fast import fast_precision, keep_freed_memory, optimize
 from .inference import resize, segment
 from .model import DMNet, build_model
 from .presets import TTA_RATIOS
@@ -187,9 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="only the first and last case")
     parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect,onnxruntime")
     parser.add_argument("--modes", help="instead: these MODE_CASES (slide,ms+flip), ~10 min each")
+    parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                        help="keep: `keep_freed_memory()` in every case's process, as the other "
+                             "command-line tools do; default: glibc's own thresholds")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, JSON rows out
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    kept = args.malloc == "keep" and keep_freed_memory()
     variants = args.variants.split(",")
     if args.case:
         name, *size = args.case.split(":")
@@ -201,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     cases = args.modes.split(",") if args.modes else cases
     precision = fast_precision(device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"fast precision here: {precision}")
+          f"fast precision here: {precision}, freed memory "
+          f"{'kept for reuse' if kept else 'returned to the system'}")
     if "fast" in variants and precision == "fp32":
         print("  (no `fast` rows: this CPU has no native bf16 (AVX-512 BF16 / AMX), where oneDNN "
               "would emulate it at several times the fp32 time)")
@@ -212,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         # One process per case, so that its peak memory is its own.
         child = [sys.executable, "-m", "dmnet.bench", "--case", case,
                  "--device", args.device, "--repeats", str(args.repeats),
-                 "--variants", args.variants]
+                 "--variants", args.variants, "--malloc", args.malloc]
         out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             if line.startswith("  ("):

@@ -8,12 +8,15 @@ activations use channels_last memory, on CPU the wide 3x3 convs run by Winograd'
 keeps the module tree (folded BNs become Identity), so `inspect()` still returns every
 intermediate, but its state dict is no longer mmseg's: save the original model, not this one.
 Equality with the original model is tested in tests/dmnet/test_fast.py; speed is measured by
-`python -m dmnet.bench`.
+`python -m dmnet.bench`. `keep_freed_memory()` is the process-wide part: large freed buffers
+stay in the heap for the next forward pass instead of being page-faulted afresh.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import platform
 
 import torch
 from torch import nn
@@ -24,6 +27,7 @@ from .model import DMNet
 from .winograd import winograd_convs
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 @torch.no_grad()
@@ -116,3 +120,24 @@ def fast_precision(device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def keep_freed_memory(limit: int = 1 << 30) -> bool:
+    """Let this process reuse the large buffers it frees instead of returning them to the system
+    (glibc's malloc; elsewhere nothing happens and this returns False).
+
+    glibc gives every block over 32 MiB its own mmap and unmaps it when freed, so each forward
+    pass at a few hundred thousand pixels maps its large activations and Winograd tiles afresh
+    and page-faults on every 4 KiB of them. Raising M_MMAP_THRESHOLD to `limit` serves those
+    blocks from the heap, and raising M_TRIM_THRESHOLD keeps the freed heap for the next pass.
+    Measured on a 2-core AMD EPYC (R-50-D8, one 769x769 window): the plain model 5.52 -> 4.42 s,
+    `optimize()` 3.85 -> 2.94 s. Process-wide and for the rest of the process: its resident
+    memory stays near its peak. The command-line tools call it (`dmnet.predict`,
+    `dmnet.bench`, `training.evaluate`); the app does not, so that an idle server gives memory
+    back.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, limit) and mallopt(_M_TRIM_THRESHOLD, limit))

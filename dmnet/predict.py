@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .fast import fast_precision, optimize
+from .fast import fast_precision, keep_freed_memory, optimize
 from .inference import segment_images
 from .presets import TTA_RATIOS
 
@@ -248,6 +248,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    keep_freed_memory()  # large activations reused, not page-faulted afresh per image
     try:
         model = load_checkpoint(args.checkpoint, map_location=device)
     except CheckpointError as err:

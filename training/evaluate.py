@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dmnet import TTA_RATIOS
 from dmnet.checkpoint import load_checkpoint
-from dmnet.fast import optimize
+from dmnet.fast import keep_freed_memory, optimize
 from dmnet.inference import segment_image
 from dmnet.model import DMNet
 
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.eval.json)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    keep_freed_memory()  # large activations reused, not page-faulted afresh per image
 
     model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
     p = model.preset
