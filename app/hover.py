@@ -3,8 +3,8 @@
 Gradio 6's `gr.Image` has no hover event, and a server round trip per mouse move would be far too
 slow, so the server sends every feature cell's split margin with the map (`cell_table`, the same
 numbers `attribution.cell_margin` gives one cell), and a script (gr.HTML's `js_on_load`) draws the
-bars of the cell under the pointer and frames that cell on the map as the pointer moves. A click
-still pins a cell (the server marks it and plots its bars).
+bars of the cell under the pointer and frames that cell on the map as the pointer moves (or the
+page scrolls under it). A click still pins a cell (the server marks it and plots its bars).
 """
 
 from __future__ import annotations
@@ -85,15 +85,16 @@ const leave = () => {
   if (out && out.dataset.cell) { out.innerHTML = `<p class="hv-hint">__HINT__</p>`;
                                  delete out.dataset.cell; }
 };
-document.addEventListener('mousemove', e => {
+let pointer = null;  // where the pointer last moved, in viewport coordinates
+const update = (px, py) => {
   // By geometry, not e.target: Gradio lays other elements over the image.
   const root = element.querySelector('.hv-root');
   const img = root && document.querySelector(root.dataset.map + ' img');
   const t = img && table();
   const box = t && content(img);
   if (!box) { leave(); return; }
-  const x = Math.floor((e.clientX - box.left) / box.w * box.nw);
-  const y = Math.floor((e.clientY - box.top) / box.h * box.nh);
+  const x = Math.floor((px - box.left) / box.w * box.nw);
+  const y = Math.floor((py - box.top) / box.h * box.nh);
   if (x < 0 || y < 0 || x >= box.nw || y >= box.nh) { leave(); return; }
   const fx = Math.min(Math.max((x + 0.5) / box.nw, 0), 1);
   const fy = Math.min(Math.max((y + 0.5) / box.nh, 0), 1);
@@ -104,8 +105,14 @@ document.addEventListener('mousemove', e => {
                               width: `${cw}px`, height: `${ch}px`});
   f.hidden = false;
   draw(t, r, c);
+};
+document.addEventListener('mousemove', e => {
+  pointer = [e.clientX, e.clientY];
+  update(...pointer);
 });
-document.addEventListener('scroll', leave, true);
+// A scroll moves the map under a pointer that stays put (the wheel, a loading image above it):
+// read the cell now under it, as if the pointer had moved there.
+document.addEventListener('scroll', () => pointer ? update(...pointer) : leave(), true);
 """.replace("__HINT__", HINT)
 
 CSS = """

@@ -117,6 +117,19 @@ def test_roles_by_object_size_and_the_branch_removal_panels(opened, screenshots,
                     full_page=True)
 
 
+def hover(image, fx: float, fy: float) -> tuple[float, float]:
+    """Put the pointer on an `image` at fractions (fx, fy) of its size, as a user does; returns
+    that point on the page. Gradio's images load lazily: one below the fold has no size until
+    it comes near the viewport, and grows when it loads, so a box read before that would send
+    the pointer past it. So the image is loaded first, and Playwright's hover scrolls it into
+    view and waits until it stands still and nothing covers that point."""
+    image.evaluate("async img => { img.loading = 'eager'; await img.decode(); }")
+    box = image.bounding_box()
+    image.hover(position={"x": box["width"] * fx, "y": box["height"] * fy})
+    box = image.bounding_box()
+    return box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+
+
 READOUT = "() => [...document.querySelectorAll('#pixel-hover .hv-value')].map(e => e.textContent)"
 
 
@@ -127,16 +140,15 @@ def test_hovering_the_map_reads_out_the_cell_under_the_pointer(opened, screensho
     readout = page.locator("#pixel-hover")
     expect(readout).to_contain_text("Move the pointer over the map")
     image = page.locator("#attribution-map img")
-    box = image.bounding_box()
     title = readout.locator(".hv-title")
     cell = re.compile(r"cell \(row (\d+), col (\d+)\): .+ beats .+ by [\d.]+")
-    at = (box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.65)
-    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.2)
+    hover(image, 0.8, 0.2)
     expect(title).to_have_text(cell)
     first = title.text_content()
     frame = page.locator("#pixel-hover .hv-frame").bounding_box()
+    box = image.bounding_box()
     assert box["x"] + box["width"] / 2 < frame["x"] + frame["width"] / 2 < box["x"] + box["width"]
-    page.mouse.move(*at)  # another cell: other bars, the frame follows the pointer
+    at = hover(image, 0.3, 0.65)  # another cell: other bars, the frame follows the pointer
     expect(title).not_to_have_text(first)
     hovered = cell.search(title.text_content()).groups()
     moved = page.locator("#pixel-hover .hv-frame").bounding_box()
@@ -163,17 +175,22 @@ def test_hovering_the_changed_pixels_says_what_the_removal_did_there(opened, scr
     page = opened(width, height)  # the ablation shown: k=7 removed
     readout = page.locator("#changes-hover")
     image = page.locator("#ablation-changes img")
-    image.scroll_into_view_if_needed()
     expect(readout).to_contain_text("Move the pointer over the map")
-    box = image.bounding_box()
     title = readout.locator(".hv-title")
+    readout_of_a_cell = re.compile(
+        r"cell \(row \d+, col \d+\): (stays .+|.+ becomes .+) without k=7")
     seen = set()
     for fx, fy in ((0.2, 0.2), (0.5, 0.5), (0.8, 0.7)):
-        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-        expect(title).to_have_text(re.compile(
-            r"cell \(row \d+, col \d+\): (stays .+|.+ becomes .+) without k=7"))
+        hover(image, fx, fy)
+        expect(title).to_have_text(readout_of_a_cell)
         seen.add(title.text_content())
         expect(readout.locator(".hv-gone .hv-name")).to_have_text("k=7 ✕")  # struck through
         expect(readout.locator(".hv-row")).to_have_count(6)
     assert len(seen) == 3  # each cell its own readout
+    last = title.text_content()
+    # The wheel scrolls the map under the still pointer: the readout follows to the cell now
+    # under it (three cells' worth of pixels away), it does not vanish.
+    page.mouse.wheel(0, -60 if page.evaluate("scrollY") >= 60 else 60)
+    expect(title).not_to_have_text(last)
+    expect(title).to_have_text(readout_of_a_cell)
     page.screenshot(path=screenshots / f"25_changes_hover_{width}x{height}.png")
