@@ -38,7 +38,7 @@ def test_bin_owner_follows_torch_adaptive_pooling(k):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_pooled_to_its_size_each_channel_is_exactly_its_layout(seed):
-    image, layouts = plaid(np.random.default_rng(seed), SIZE)
+    image, layouts = plaid(np.random.default_rng(seed))
     cells = F.avg_pool2d(torch.from_numpy(image - 128).permute(2, 0, 1)[None], TILE)  # 16 x 16
     for channel, (k, layout) in enumerate(zip(GRIDS, layouts)):
         pooled = F.adaptive_avg_pool2d(cells[:, channel:channel + 1], k)[0, 0].numpy()

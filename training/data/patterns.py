@@ -85,15 +85,15 @@ def bin_owner(k: int, cells: int = CELLS) -> np.ndarray:
     return owner
 
 
-def plaid(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """((size, size, 3) picture, [3x3, 5x5, 7x7 layouts]): the plaid, one layout per channel.
+def plaid(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """((SIZE, SIZE, 3) picture, [3x3, 5x5, 7x7 layouts]): the plaid, one layout per channel.
     Tile (i, j) of a k x k layout is drawn on the cells that only pooling bin (i, j) holds, and
     the cells two bins share stay mid grey: pooled to k x k the channel is exactly the layout
     (times the share of each bin that is its own); pooled to another size, tiles mix."""
-    image = np.full((size, size, 3), 128.0, np.float32)
+    image = np.full((SIZE, SIZE, 3), 128.0, np.float32)
     layouts = [_grid(rng, k) for k in GRIDS]
     for channel, (k, layout) in enumerate(zip(GRIDS, layouts)):
-        owner = bin_owner(k)[np.arange(size) // TILE]
+        owner = bin_owner(k)[np.arange(SIZE) // TILE]
         own = (owner[:, None] >= 0) & (owner[None, :] >= 0)
         tiles = layout[np.maximum(owner, 0)[:, None], np.maximum(owner, 0)[None, :]]
         image[..., channel] += LAYOUT_AMPLITUDE * np.where(own, tiles, 0.0)
@@ -127,7 +127,7 @@ class Pattern:
 
 def compose(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[Pattern]]:
     """A noiseless scene: (float (SIZE, SIZE, 3) picture, [3x3, 5x5, 7x7 layouts], patterns)."""
-    image, layouts = plaid(rng, SIZE)
+    image, layouts = plaid(rng)
     order = sorted(range(len(GRIDS)), key=lambda c: -GRIDS[c])  # largest first
     corners = _place(rng, SIZE, [GRIDS[c] * TILE for c in order])
     patterns = []
