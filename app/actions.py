@@ -21,7 +21,7 @@ from .analysis import X
 from .dynamics import dynamic_part, dynamic_share
 from .figures import activation_overlay, class_bars, filter_panels, pooling_grid
 from .filters import shared_range
-from .images import SCENE_DATASET, generate_scene, read_mask
+from .images import generate_scene, read_mask, scene_dataset
 from .metrics import iou, mean_iou, pixel_share
 from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, picture, ranking,
                       see, segmentation, user_errors, valid_channel)
@@ -100,13 +100,22 @@ def require_image(path: str | None) -> None:
 # --- inputs ---------------------------------------------------------------------------------------
 
 @user_errors
-def make_scene(seed: float, object_scale: float) -> tuple[np.ndarray, str]:
-    """A scene of the demo model's data and its true mask (a palette PNG of class ids)."""
+def make_scene(seed: float, object_scale: float, key: str = models.DEMO
+               ) -> tuple[np.ndarray, str | None]:
+    """A scene of the synthetic data the model `key` was trained on (ContextShapes for the demo
+    model) and its true mask, a palette PNG of class ids; a model of a real dataset gets a
+    ContextShapes picture and no mask (its classes are not the model's)."""
     from training.data.shapes import label_png  # the dataset's own mask writer
 
-    image, label = generate_scene(int(seed), float(object_scale))
-    name = f"scene_{int(seed)}_x{float(object_scale):g}_mask"
-    mask = label_png(label, DATASETS[SCENE_DATASET][1])
+    trained_on = models.dataset_of(key or models.DEMO)
+    dataset, labelled = scene_dataset(trained_on)
+    image, label = generate_scene(int(seed), float(object_scale), dataset=dataset)
+    if not labelled:
+        gr.Info(f"A ContextShapes scene: this model was trained on {trained_on}, whose "
+                "classes these shapes are not, so it comes without a true mask.")
+        return image, None
+    name = f"scene_{dataset}_{int(seed)}_x{float(object_scale):g}_mask"
+    mask = label_png(label, DATASETS[dataset][1])
     return image, image_file(mask, SCENES, name, "png")  # two users, same seed
 
 

@@ -91,8 +91,8 @@ def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, 
 def wire_inputs(inp: dict, chain: Chain) -> None:
     """A new image or mask (upload, paste, example, generated scene) re-runs the views."""
     image, truth = inp["image"], inp["truth"]
-    inp["scene"].click(actions.make_scene, [inp["seed"], inp["scale"]], [image, truth],
-                       api_name="generate_scene")
+    inp["scene"].click(actions.make_scene, [inp["seed"], inp["scale"], inp["model"]],
+                       [image, truth], api_name="generate_scene")
     # The mask's user events only: a generated scene sets image and mask, one run is enough.
     changed = gr.on([image.change, truth.upload, truth.clear], lambda: None, None, None, **QUIET)
     chain.after(changed, named=True)
@@ -169,8 +169,9 @@ def wire_compare(inp: dict, cmp: dict) -> None:
     size k (after its channel list is refreshed) or another channel re-run it while there is a B;
     the channel list listens on `select` (a pick fires it once; `input` fires twice). The
     transplant runs on its button, a new B (after Compare) and another direction or branch."""
-    cmp["scene_b"].click(lambda seed: actions.make_scene(seed, 1.0)[0], [cmp["seed_b"]],
-                         [cmp["image_b"]], api_visibility="private")
+    cmp["scene_b"].click(lambda seed, key: actions.make_scene(seed, 1.0, key)[0],
+                         [cmp["seed_b"], inp["model"]], [cmp["image_b"]],
+                         api_visibility="private")
     cmp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["branch"], cmp["channel"]]
     cmp_out = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"]]
     cmp["run"].click(experiments.compare, cmp_in, cmp_out, api_name="compare", **HEAVY)

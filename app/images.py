@@ -6,7 +6,8 @@ Given the model's preset it decodes a large file no larger than needed (JPEG dra
 `Image.reduce`); `fit_to_test_scale` then downscales images larger than the model's test scale
 (mmseg's keep-ratio `Resize` would shrink them anyway), to at least 1 px a side; `model_input` is
 the test pipeline's resize of `dmnet.segment_image`.
-`generate_scene` draws a synthetic scene (training/data/context.py by default) with its true mask.
+`generate_scene` draws a synthetic scene (training/data/: ContextShapes by default) with its
+true mask.
 """
 
 from __future__ import annotations
@@ -300,23 +301,36 @@ def image_key(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-SCENE_DATASET = "context_shapes"  # the demo model's training data: what "Generate a scene" draws
+SCENE_DATASET = "context_shapes"  # the demo model's training data; what other models are shown
+
+
+def scene_dataset(dataset: str) -> tuple[str, bool]:
+    """(the synthetic data "Generate a scene" draws for a model trained on `dataset`, whether the
+    scene's true mask is in that model's classes): its own data where it is synthetic, else
+    ContextShapes, whose class ids mean nothing to a Cityscapes or ADE20K model."""
+    from training.data import SCENES
+
+    return (dataset, True) if dataset in SCENES else (SCENE_DATASET, False)
 
 
 def generate_scene(seed: int, object_scale: float, size: int | None = None,
                    dataset: str = SCENE_DATASET) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic scene (`dataset`: ContextShapes by default, or MultiScaleShapes) and its true
-    mask, (size, size, 3) uint8 and (size, size) uint8.
+    """A synthetic scene of `dataset` (ContextShapes by default, MultiScaleShapes or
+    PatternMatch) and its true mask, (size, size, 3) uint8 and (size, size) uint8.
 
     `object_scale` zooms the scene: it is rendered at size / object_scale pixels and resized to
     `size`, so every object appears `object_scale` times larger (smaller below 1). The default
-    size is that of the demo model's training scenes (`training.data.shapes.SIZE`).
+    size is that of the synthetic training scenes (`training.data.shapes.SIZE`). PatternMatch
+    scenes exist at that size only (their tiles are the feature cells of a 128 px input).
     """
     from training.data import SCENES  # the training data's own generators
     from training.data.shapes import SIZE
 
     size = size or SIZE
     side = max(64, round(size / object_scale))
+    if dataset == "pattern_match" and side != SIZE:
+        raise InputError(f"PatternMatch scenes exist at {SIZE} px and zoom 1 only (each tile is "
+                         f"one feature cell of a {SIZE} px input): set the zoom to 1")
     sample = SCENES[dataset](int(seed), 0, side)
     if side == size:
         return sample.image, sample.label

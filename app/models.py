@@ -130,6 +130,12 @@ def get_model(key: str) -> DMNet:
         return model
 
 
+def dataset_of(key: str) -> str:
+    """The dataset the model `key` was trained on (`Preset.dataset`): an official model's from
+    its preset, any other's from its checkpoint (loaded, as `get_model`)."""
+    return PRESETS[key].dataset if key in OFFICIAL else get_model(key).preset.dataset
+
+
 def _store(key: str, model: DMNet, notes: list[str]) -> None:
     with _lock:
         _models[key], _notes[key] = model, notes

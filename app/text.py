@@ -19,7 +19,9 @@ object's class is its shape *and* the frame ("disk, striped frame" is not "disk,
 frame"). The frame is far from most objects, so the model must carry what it sees there to every
 pixel: that is what DMNet's image-dependent filters do. Each scene has its own object size, and
 colours do not give the class away. A generated scene comes with its **true mask**, so every
-view can show where the prediction is right."""
+view can show where the prediction is right. (A model trained on other synthetic data,
+MultiScaleShapes or PatternMatch, gets scenes of its own data; a model of a real dataset gets a
+ContextShapes picture without a mask.)"""
 
 SEGMENT = f"""**What you see.** The prediction of the whole network, blended over the image.
 Hover a class in the legend to highlight it, or click it (or pick it below) to dim the others.

@@ -3,10 +3,15 @@
 Screenshots of every tab land in artifacts/screenshots/ (gitignored) as test artifacts.
 """
 
+import io
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
+
+from app.images import generate_scene
 
 from .conftest import serve
 
@@ -165,3 +170,30 @@ def test_compare_redraws_on_another_k_or_channel(page: Page, server, scene, phot
     channel = re.match(r"ch (\d+)", option.inner_text()).group(1)
     option.click()
     expect(pair).to_contain_text(f"k=5, channel {channel}:")
+
+
+@pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])
+def test_generate_a_scene_of_the_models_own_data(page: Page, server, screenshots, width, height):
+    """A seed and "Generate a scene" give a new picture with its true mask, segmented against it,
+    and the address names the scene (the served demo is read as a MultiScaleShapes model)."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server)
+    expect(page.locator("#model-info")).to_contain_text("loaded")
+    expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the first page's example
+    first = overlay_sources(page)
+    seed = page.get_by_label("scene seed", exact=True)
+    seed.fill("5")
+    seed.press("Enter")
+    page.get_by_role("button", name="Generate a scene").click()
+    page.wait_for_function("first => document.querySelector('#overlay img')?.src !== first[0]",
+                           arg=first)
+    expect(page.locator("#true-mask img")).to_be_visible()
+    expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
+    expect(page).to_have_url(re.compile(r"seed=5"))
+    shown = page.locator("#input-image img").first.get_attribute("src")
+    with Image.open(io.BytesIO(page.request.get(shown).body())) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert np.array_equal(pixels, generate_scene(5, 1.0, dataset="multiscale_shapes")[0])
+    page.locator("#input-image").scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / f"09_generated_scene_{width}x{height}.png")

@@ -16,7 +16,7 @@ from app import images, overlays
 from app.analysis import analyse, sweep_frame
 from app.figures import pooling_grid
 from app.images import (InputError, Picture, fit_to_test_scale, generate_scene, image_key,
-                        list_examples, model_input, read_image, read_mask)
+                        list_examples, model_input, read_image, read_mask, scene_dataset)
 
 from .conftest import rgb_noise, short_message, tiny_model, written
 
@@ -166,6 +166,19 @@ def test_generated_scenes_are_deterministic_and_zoomable():
     assert big.shape == (128, 128, 3) and set(np.unique(lbig)) <= set(range(7))
     # zoomed in, the background (class 0) covers less of the frame in expectation
     assert (lbig > 0).mean() > 0 and (la > 0).mean() > 0
+
+
+def test_scenes_of_each_synthetic_dataset_and_what_other_models_get():
+    from training.data import SCENES
+
+    for dataset in SCENES:
+        image, label = generate_scene(2, 1.0, dataset=dataset)
+        sample = SCENES[dataset](2, 0, 128)
+        assert np.array_equal(image, sample.image) and np.array_equal(label, sample.label)
+    assert scene_dataset("pattern_match") == ("pattern_match", True)
+    assert scene_dataset("cityscapes") == ("context_shapes", False)  # its classes are not ours
+    with pytest.raises(InputError, match="zoom 1 only"):
+        generate_scene(2, 1.5, dataset="pattern_match")  # tiles are the cells of a 128 px input
 
 
 def test_list_examples_pairs_images_with_masks(tmp_path):

@@ -1,0 +1,47 @@
+"""`app.actions.make_scene`: "Generate a scene" draws the picked model's own synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import actions, urlstate
+from app.images import generate_scene
+
+
+def test_a_scene_of_the_data_the_model_was_trained_on(demo_env):
+    """The tiny demo checkpoint is a bare 7-class state dict, read as MultiScaleShapes: its
+    scenes and masks are MultiScaleShapes', not the bundled demo's ContextShapes."""
+    image, mask = actions.make_scene(3, 1.25, "demo")
+    want, label = generate_scene(3, 1.25, dataset="multiscale_shapes")
+    assert not np.array_equal(want, generate_scene(3, 1.25)[0])  # the datasets differ
+    assert np.array_equal(image, want)
+    with Image.open(mask) as m:
+        assert m.mode == "P" and np.array_equal(np.asarray(m), label)
+    assert "multiscale_shapes" in mask
+    # the address names the scene only for the model whose data it is
+    saved = demo_env.parent / "scene.png"
+    Image.fromarray(image).save(saved)
+    assert urlstate.source(str(saved), 3, 1.25, [], "demo") == (None, 3, 1.25)
+    official = "dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"
+    assert urlstate.source(str(saved), 3, 1.25, [], official) == (None, None, 1.0)
+
+
+def test_a_model_of_a_real_dataset_gets_a_scene_without_a_true_mask():
+    """A Cityscapes model's classes are not the shapes': the picture comes, its mask does not
+    (the official preset names the dataset, so nothing is loaded or downloaded)."""
+    image, mask = actions.make_scene(5, 1.0, "dmnet_r50-d8_4xb2-40k_cityscapes-512x1024")
+    assert mask is None and np.array_equal(image, generate_scene(5, 1.0)[0])
+
+
+def test_a_patternmatch_scene_at_another_zoom_is_refused(monkeypatch):
+    import gradio as gr
+
+    from app import models
+
+    monkeypatch.setattr(models, "dataset_of", lambda key: "pattern_match")
+    image, mask = actions.make_scene(1, 1.0, "any")
+    assert np.array_equal(image, generate_scene(1, 1.0, dataset="pattern_match")[0])
+    with pytest.raises(gr.Error, match="zoom 1 only"):
+        actions.make_scene(1, 0.5, "any")
