@@ -42,7 +42,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1")  # noqa: S104 -- name
 @dataclass
 class Scene:
     image: str  # local files, uploaded with each call
-    mask: str
+    mask: str | None  # None: the model's data has no synthetic scenes (a real dataset)
     mirrored: str  # image B of /compare: the same scene mirrored
 
 
@@ -94,11 +94,16 @@ def fetch(http: httpx.Client, url: str) -> bytes:
 
 # --- one client -----------------------------------------------------------------------------------
 
-def new_scene(client: Client, http: httpx.Client, seed: int, folder: Path) -> Scene:
-    """/generate_scene, its image and true mask downloaded (and the image mirrored, for B)."""
-    image, mask = client.predict(seed, 1.0, api_name="/" + SCENE)
+def new_scene(client: Client, http: httpx.Client, seed: int, folder: Path,
+              model: str = "demo") -> Scene:
+    """/generate_scene for `model`, its image and true mask downloaded (a model of a real
+    dataset gets none), and the image mirrored, for B."""
+    image, mask = client.predict(seed, 1.0, model, api_name="/" + SCENE)
     paths = []
     for value, name in ((image, "scene.png"), (mask, "scene_mask.png")):
+        if value is None:
+            paths.append(None)
+            continue
         [url] = file_urls(value)
         (folder / name).write_bytes(fetch(http, url))
         paths.append(str(folder / name))
@@ -109,7 +114,7 @@ def new_scene(client: Client, http: httpx.Client, seed: int, folder: Path) -> Sc
 
 def call(client: Client, http: httpx.Client, endpoint: str, model: str, s: Scene) -> None:
     """One endpoint on the scene, then every file it returned (each streamed step's files)."""
-    image, mask = handle_file(s.image), handle_file(s.mask)
+    image, mask = handle_file(s.image), s.mask and handle_file(s.mask)
     args = {"segment": (model, image, mask, 0.6, "(none)"),
             "branches": (model, image, None, None, None, None),
             "attribution": (model, image, 0.0, "all classes"),
@@ -154,7 +159,8 @@ def run_client(url: str, index: int, args: argparse.Namespace, tally: Tally,
             folder = Path(tmp) / str(r)
             folder.mkdir()
             seed = (index * args.rounds + r) % (args.scenes or args.clients * args.rounds)
-            scene = timed(tally, SCENE, lambda: new_scene(client, http, seed, folder), progress)
+            scene = timed(tally, SCENE, lambda: new_scene(client, http, seed, folder, args.model),
+                          progress)
             if scene is None:  # nothing to call the endpoints on
                 progress(len(args.endpoints))
                 continue
