@@ -130,14 +130,19 @@ def overlay_sources(page: Page) -> list[str]:
     return page.locator("#overlay img").evaluate_all("imgs => imgs.map(i => i.src)")
 
 
-@pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])
-def test_typing_an_opacity_redraws_the_overlay_at_once(page: Page, server, scene, width, height):
+def first_page(page: Page, server: str, width: int, height: int) -> list[str]:
+    """Open the app at this size, wait for the first example's overlay; its image sources."""
     page.set_viewport_size({"width": width, "height": height})
     page.set_default_timeout(TIMEOUT)
     page.goto(server)
     expect(page.locator("#model-info")).to_contain_text("loaded")
     expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the first page's example
-    first = overlay_sources(page)
+    return overlay_sources(page)
+
+
+@pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])
+def test_typing_an_opacity_redraws_the_overlay_at_once(page: Page, server, scene, width, height):
+    first = first_page(page, server, width, height)
     page.locator("#input-image input[type=file]").set_input_files(str(scene[0]))
     page.wait_for_function("first => document.querySelector('#overlay img')?.src !== first[0]",
                            arg=first)  # the uploaded image and its masks
@@ -176,12 +181,7 @@ def test_compare_redraws_on_another_k_or_channel(page: Page, server, scene, phot
 def test_generate_a_scene_of_the_models_own_data(page: Page, server, screenshots, width, height):
     """A seed and "Generate a scene" give a new picture with its true mask, segmented against it,
     and the address names the scene (the served demo is read as a MultiScaleShapes model)."""
-    page.set_viewport_size({"width": width, "height": height})
-    page.set_default_timeout(TIMEOUT)
-    page.goto(server)
-    expect(page.locator("#model-info")).to_contain_text("loaded")
-    expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the first page's example
-    first = overlay_sources(page)
+    first = first_page(page, server, width, height)
     seed = page.get_by_label("scene seed", exact=True)
     seed.fill("5")
     seed.press("Enter")
