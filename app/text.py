@@ -56,7 +56,10 @@ k = 1, 3, 5, 7. In each DCM:
    accuracy there.
 
 For k = 1 the "filter" is one number per channel: a gain computed from the global average of the
-image. Larger k keep more of the layout of the context in the filter.
+image. Larger k keep more of the layout of the context in the filter, but the layout shows only
+where the features vary: over a patch where a channel is flat, a k×k filter gives that value
+times the sum of its taps, and the taps sum to a gain from the mean of the k×k grid, which is
+(close to) the global average of k = 1. So what only a larger k adds lies at edges and textures.
 
 Reference: {PAPER}."""
 
