@@ -144,7 +144,7 @@ def go(number: int, delta: int, key: str, image: str | None, image_b: str | None
         return (0, page(0, key, image), gr.skip(), gr.skip(), "", gr.skip(), gr.skip(),
                 gr.skip())
     step = STEPS[number - 1]
-    b = second_image(number, seed_b) if not image_b else gr.skip()
+    b = second_image(number, seed_b, key) if not image_b else gr.skip()
     ablation = number == 6
     return (number, page(number, key, image), gr.Tabs(selected=step.tab), step.tab,
             target(number), b, "remove" if ablation else gr.skip(),
@@ -163,15 +163,15 @@ def target(number: int) -> str:
     return "" if step is None else step.target or "top"
 
 
-def second_image(number: int, seed: float | None = None):
-    """The second image of a step that compares two (a generated scene: `seed`, else 1), or
-    gr.skip() for the other steps."""
+def second_image(number: int, seed: float | None = None, key: str = "demo"):
+    """The second image of a step that compares two (a generated scene of the model `key`'s data:
+    `seed`, else 1), or gr.skip() for the other steps."""
     from .actions import make_scene
 
     step = step_of(number)
     if step is None or step.tab != "compare":
         return gr.skip()
-    return make_scene(int(seed or 1), 1.0)[0]
+    return make_scene(int(seed or 1), 1.0, key)[0]
 
 
 def require_ablation_step(number: int) -> None:

@@ -193,7 +193,8 @@ def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) 
             *channels, view.k, gr.skip() if view.channel is None else view.channel,
             view.ablation, list(view.parts),
             gr.Radio(choices=[EVERY_INPUT, *PARTS], value=view.decides or EVERY_INPUT),
-            view.opacity, view.step, lesson.second_image(view.step), lesson.target(view.step))
+            view.opacity, view.step, lesson.second_image(view.step, key=view.model),
+            lesson.target(view.step))
 
 
 def link(model: str, image: str | None, seed: float | None, zoom: float | None, tab: str,

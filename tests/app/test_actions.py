@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import actions, urlstate
+from app import actions, lesson, urlstate
 from app.images import generate_scene
 
 
@@ -26,6 +26,9 @@ def test_a_scene_of_the_data_the_model_was_trained_on(demo_env):
     assert urlstate.source(str(saved), 3, 1.25, [], "demo") == (None, 3, 1.25)
     official = "dmnet_r50-d8_4xb2-40k_cityscapes-512x1024"
     assert urlstate.source(str(saved), 3, 1.25, [], official) == (None, None, 1.0)
+    # the Lesson's image B (its Compare step) is a scene of the same data
+    image_b = lesson.second_image(4, 3, "demo")
+    assert np.array_equal(image_b, generate_scene(3, 1.0, dataset="multiscale_shapes")[0])
 
 
 def test_a_model_of_a_real_dataset_gets_a_scene_without_a_true_mask():
