@@ -12,6 +12,20 @@ runs on, DMHead's 4096 -> 512 bottleneck conv (40% of R-50-D8's FLOPs) takes ~1.
 ~0.4 s here. Outputs equal the direct convolution to a few 1e-6 of the output's scale in fp32
 (the transforms' rounding; tests/dmnet/test_winograd.py). Narrow layers and outputs smaller than
 a few tiles lose to the direct kernels; `use_winograd` and `MAX_PADDING_WASTE` say where it pays.
+
+Tried and not kept (R-50-D8, one 769x769 window = 97x97 features, 2-core AMD EPYC with AVX-512):
+- Larger tiles. F(5x5, 3x3) / F(6x6, 3x3) (Toom-Cook points 0, 1, -1, 1/2, -2, 2 [, -1/2])
+  against F(4x4): the bottleneck 613 -> 544 / 532 ms, stage 4's dilation-4 convs 110 -> 81 / 113,
+  stage 3's 31 -> 28 / 30; the best tile per layer saves ~170 ms of the window's 2.84 s (0.66x
+  -> ~0.62x of the plain model), at 3.7x / 4.6x F(4)'s rounding error (8.5e-6 / 1.1e-5 of the
+  output's maximum, 512 channels) and 1.4x / 1.8x the transformed filters' memory (the
+  bottleneck's: 302 -> 411 / 537 MB).
+- A fused input transform. Written as sums of strided views and compiled by inductor, the
+  gather and B^T d B of the bottleneck's 2048 channels take 11 ms instead of 57 (the other
+  layers 3-4x faster too: ~150 ms a window), but each shape compiles for 15-30 s, and compiling
+  the whole function, output transform included, gained nothing (625 -> 634 ms).
+- Other products: `torch.bmm` on these shapes runs at 170-190 GFLOP/s whatever the operand
+  layout, a loop of `mm`, or a grouped 1x1 conv (191); oneDNN's 1x1 convs reach ~210.
 """
 
 from __future__ import annotations
