@@ -17,8 +17,8 @@ Tried and not kept (R-50-D8, one 769x769 window = 97x97 features, 2-core AMD EPY
 - Larger tiles. F(5x5, 3x3) / F(6x6, 3x3) (Toom-Cook points 0, 1, -1, 1/2, -2, 2 [, -1/2])
   against F(4x4): the bottleneck 613 -> 544 / 532 ms, stage 4's dilation-4 convs 110 -> 81 / 113,
   stage 3's 31 -> 28 / 30; the best tile per layer saves ~170 ms of the window's 2.84 s (0.66x
-  -> ~0.62x of the plain model), at 3.7x / 4.6x F(4)'s rounding error (8.5e-6 / 1.1e-5 of the
-  output's maximum, 512 channels) and 1.4x / 1.8x the transformed filters' memory (the
+  -> ~0.62x of the plain model), at 3.6x / 4.5x F(4)'s rounding error (8.5e-6 / 1.1e-5 of the
+  output's maximum, 512 input channels) and 1.4x / 1.8x the transformed filters' memory (the
   bottleneck's: 302 -> 411 / 537 MB).
 - A fused input transform. Written as sums of strided views and compiled by inductor, the
   gather and B^T d B of the bottleneck's 2048 channels take 11 ms instead of 57 (the other
