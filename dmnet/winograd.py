@@ -22,8 +22,8 @@ Tried and not kept (R-50-D8, one 769x769 window = 97x97 features, 2-core AMD EPY
   bottleneck's: 302 -> 411 / 537 MB).
 - A fused input transform. Written as sums of strided views and compiled by inductor, the
   gather and B^T d B of the bottleneck's 2048 channels take 11 ms instead of 57 (the other
-  layers 3-4x faster too: ~150 ms a window), but each shape compiles for 15-30 s, and compiling
-  the whole function, output transform included, gained nothing (625 -> 634 ms).
+  layers' 3-4x faster too: ~150 ms saved a window, ~0.62x), but each shape compiles for 15-30 s;
+  compiling the whole function, output transform included, gained nothing (625 -> 634 ms).
 - Other products: `torch.bmm` on these shapes runs at 170-190 GFLOP/s whatever the operand
   layout, a loop of `mm`, or a grouped 1x1 conv (191); oneDNN's 1x1 convs reach ~210.
 """
