@@ -21,7 +21,7 @@ from .analysis import X
 from .dynamics import dynamic_part, dynamic_share
 from .figures import activation_overlay, class_bars, filter_panels, pooling_grid
 from .filters import shared_range
-from .images import generate_scene, read_mask, scene_dataset
+from .images import SCENE_DATASET, generate_scene, read_mask, scene_dataset
 from .metrics import iou, mean_iou, pixel_share
 from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, picture, ranking,
                       see, segmentation, user_errors, valid_channel)
@@ -107,7 +107,10 @@ def make_scene(seed: float, object_scale: float, key: str = models.DEMO
     ContextShapes picture and no mask (its classes are not the model's)."""
     from training.data.shapes import label_png  # the dataset's own mask writer
 
-    trained_on = models.dataset_of(key or models.DEMO)
+    try:
+        trained_on = models.dataset_of(key or models.DEMO)
+    except USER_ERRORS:  # the model does not load (its own events say why): the demo's data
+        trained_on = SCENE_DATASET
     dataset, labelled = scene_dataset(trained_on)
     image, label = generate_scene(int(seed), float(object_scale), dataset=dataset)
     if not labelled:

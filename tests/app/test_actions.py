@@ -48,3 +48,17 @@ def test_a_patternmatch_scene_at_another_zoom_is_refused(monkeypatch):
     assert np.array_equal(image, generate_scene(1, 1.0, dataset="pattern_match")[0])
     with pytest.raises(gr.Error, match="zoom 1 only"):
         actions.make_scene(1, 0.5, "any")
+
+
+def test_a_model_that_does_not_load_still_gets_the_demo_data(monkeypatch):
+    """A page whose model cannot load (the demo checkpoint missing) still opens on a scene:
+    ContextShapes with its mask, as before the model was asked; the load says why elsewhere."""
+    from app import models
+    from dmnet.checkpoint import CheckpointError
+
+    def missing(key):
+        raise CheckpointError("no such checkpoint")
+
+    monkeypatch.setattr(models, "dataset_of", missing)
+    image, mask = actions.make_scene(2, 1.0, "demo")
+    assert np.array_equal(image, generate_scene(2, 1.0)[0]) and mask is not None
