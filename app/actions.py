@@ -99,6 +99,15 @@ def require_image(path: str | None) -> None:
 
 # --- inputs ---------------------------------------------------------------------------------------
 
+def trained_on(key: str | None) -> str:
+    """The dataset of the model `key`, as the scenes drawn for it take it: the demo's data when
+    the model does not load (its own events say why), so a page or a link still opens on one."""
+    try:
+        return models.dataset_of(key or models.DEMO)
+    except USER_ERRORS:
+        return SCENE_DATASET
+
+
 @user_errors
 def make_scene(seed: float, object_scale: float, key: str = models.DEMO
                ) -> tuple[np.ndarray, str | None]:
@@ -107,14 +116,10 @@ def make_scene(seed: float, object_scale: float, key: str = models.DEMO
     ContextShapes picture and no mask (its classes are not the model's)."""
     from training.data.shapes import label_png  # the dataset's own mask writer
 
-    try:
-        trained_on = models.dataset_of(key or models.DEMO)
-    except USER_ERRORS:  # the model does not load (its own events say why): the demo's data
-        trained_on = SCENE_DATASET
-    dataset, labelled = scene_dataset(trained_on)
+    dataset, labelled = scene_dataset(trained_on(key))
     image, label = generate_scene(int(seed), float(object_scale), dataset=dataset)
     if not labelled:
-        gr.Info(f"A ContextShapes scene: this model was trained on {trained_on}, whose "
+        gr.Info(f"A ContextShapes scene: this model was trained on {trained_on(key)}, whose "
                 "classes these shapes are not, so it comes without a true mask.")
         return image, None
     name = f"scene_{dataset}_{int(seed)}_x{float(object_scale):g}_mask"

@@ -163,7 +163,7 @@ def target(number: int) -> str:
     return "" if step is None else step.target or "top"
 
 
-def second_image(number: int, seed: float | None = None, key: str = "demo"):
+def second_image(number: int, seed: float | None = None, key: str = models.DEMO):
     """The second image of a step that compares two (a generated scene of the model `key`'s data:
     `seed`, else 1), or gr.skip() for the other steps."""
     from .actions import make_scene

@@ -27,8 +27,7 @@ from . import actions, lesson, models
 from .actions import FILTER_SIZES
 from .experiments import ABLATIONS
 from .explain import EVERY_INPUT
-from .images import generate_scene, scene_dataset
-from .runtime import USER_ERRORS
+from .images import InputError, generate_scene, scene_dataset
 
 TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # ui.py's ids
 PARTS = ("x", "k=1", "k=3", "k=5", "k=7")  # the ablation's inputs of the bottleneck
@@ -128,7 +127,7 @@ def encode(view: View) -> str:
 
 
 def source(image: str | None, seed: float | None, zoom: float | None,
-           examples: Sequence[str], model: str = models.DEMO
+           examples: Sequence[str], model: str | None = models.DEMO
            ) -> tuple[str | None, int | None, float]:
     """(example name, scene seed, zoom) of the image on screen: an example by its file name, a
     generated scene when its pixels are those of the scene the seed and zoom fields make for
@@ -143,9 +142,9 @@ def source(image: str | None, seed: float | None, zoom: float | None,
     try:
         with Image.open(image) as im:
             pixels = np.asarray(im.convert("RGB"))
-        dataset = scene_dataset(models.dataset_of(model))[0]
+        dataset = scene_dataset(actions.trained_on(model))[0]
         scene = generate_scene(int(seed), float(zoom), dataset=dataset)[0]
-    except (OSError, *USER_ERRORS):  # unreadable, no such scene, or the model did not load
+    except (OSError, InputError):  # unreadable, or no such scene (PatternMatch at zoom != 1)
         return None, None, 1.0
     if pixels.shape == scene.shape and np.array_equal(pixels, scene):
         return None, int(seed), float(zoom)
@@ -202,7 +201,7 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
          decides: str | None = None, opacity: float | None = 0.0, step: int | None = 0,
          examples: Sequence[str] = ()) -> str:
     """The query string of what is on screen."""
-    example, scene, scene_zoom = source(image, seed, zoom, examples, model or models.DEMO)
+    example, scene, scene_zoom = source(image, seed, zoom, examples, model)
     channels = {size: c for size, value in zip(FILTER_SIZES, (c1, c3, c5, c7), strict=True)
                 if (c := _int(value)) is not None}
     return encode(View(model=model or "demo", example=example, seed=scene, zoom=scene_zoom,

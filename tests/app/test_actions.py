@@ -50,9 +50,10 @@ def test_a_patternmatch_scene_at_another_zoom_is_refused(monkeypatch):
         actions.make_scene(1, 0.5, "any")
 
 
-def test_a_model_that_does_not_load_still_gets_the_demo_data(monkeypatch):
+def test_a_model_that_does_not_load_still_gets_the_demo_data(monkeypatch, tmp_path):
     """A page whose model cannot load (the demo checkpoint missing) still opens on a scene:
-    ContextShapes with its mask, as before the model was asked; the load says why elsewhere."""
+    ContextShapes with its mask, as before the model was asked; the load says why elsewhere.
+    Its link names that scene."""
     from app import models
     from dmnet.checkpoint import CheckpointError
 
@@ -62,3 +63,5 @@ def test_a_model_that_does_not_load_still_gets_the_demo_data(monkeypatch):
     monkeypatch.setattr(models, "dataset_of", missing)
     image, mask = actions.make_scene(2, 1.0, "demo")
     assert np.array_equal(image, generate_scene(2, 1.0)[0]) and mask is not None
+    Image.fromarray(image).save(tmp_path / "scene.png")
+    assert urlstate.source(str(tmp_path / "scene.png"), 2, 1.0, [], "demo") == (None, 2, 1.0)
