@@ -26,6 +26,20 @@ Tried and not kept (R-50-D8, one 769x769 window = 97x97 features, 2-core AMD EPY
   compiling the whole function, output transform included, gained nothing (625 -> 634 ms).
 - Other products: `torch.bmm` on these shapes runs at 170-190 GFLOP/s whatever the operand
   layout, a loop of `mm`, or a grouped 1x1 conv (191); oneDNN's 1x1 convs reach ~210.
+- Larger tiles, whole model (another 2-core AMD EPYC, one forward pass, best of 2 after a
+  warm-up, the same tile for every layer; F(4) / F(5) / F(6)): a 769x769 window 2.91 / 2.82 /
+  3.01 s; the ms+flip scales of 512x1024, 256x512 0.66 / 0.73 / 0.73, 384x768 1.41 / 1.47 /
+  1.41, 512x1024 2.49 / 2.55 / 2.49, 640x1280 3.73 / 3.71 / 3.77, 768x1536 5.51 / 5.52 / 5.32,
+  896x1792 8.14 / 7.42 / 7.48. At most 3-9% of a pass, on some sizes only, for 3.6-4.5x the
+  error.
+- Where the rest of a window goes (same machine, torch.profiler): oneDNN's convolutions 1.57 s
+  (the 1x1 ones at 219-223 GFLOP/s, what they reach alone), the Winograd products 0.83 s (at
+  195-199, what `bmm` reaches alone), the transforms' `mm` 0.20 s, copies 0.11 s, residual adds
+  and ReLUs 0.06 s. The products and the other convs run at the CPU's rate, so even free
+  transforms would leave a window at ~0.57x of the plain model's 4.3 s.
+- Transparent huge pages for large tensors (`THP_MEM_ALLOC_ENABLE=1`, with
+  `keep_freed_memory()`; the kernel's default here is madvise): 2.90 -> 2.81 s a window, plain
+  4.34 -> 4.31 (means of 3 runs, each spread over +-0.06 s): 0.667x -> 0.651x.
 """
 
 from __future__ import annotations
