@@ -99,6 +99,9 @@ def require_image(path: str | None) -> None:
 
 # --- inputs ---------------------------------------------------------------------------------------
 
+ZOOM_LABEL = "object size (zoom)"
+
+
 def trained_on(key: str | None) -> str:
     """The dataset of the model `key`, as the scenes drawn for it take it: the demo's data when
     the model does not load (its own events say why), so a page or a link still opens on one."""
@@ -106,6 +109,15 @@ def trained_on(key: str | None) -> str:
         return models.dataset_of(key or models.DEMO)
     except USER_ERRORS:
         return SCENE_DATASET
+
+
+def zoom_slider(key: str | None) -> gr.Slider:
+    """The scene zoom for the model `key`: held at 1 for one whose scenes exist at one size only
+    (PatternMatch: its tiles are the feature cells of a 128 px input), free for the others."""
+    if scene_dataset(trained_on(key))[0] == "pattern_match":
+        return gr.Slider(value=1.0, interactive=False, label=f"{ZOOM_LABEL}: 1 only for "
+                         "PatternMatch")
+    return gr.Slider(interactive=True, label=ZOOM_LABEL)
 
 
 @user_errors

@@ -108,8 +108,9 @@ def wire_models(start, inp: dict, cmp: dict, chain: Chain) -> None:
     model, info, in_use = inp["model"], inp["info"], inp["in_use"]
     picker = [model, cmp["branch"], cmp["channel"]]
     loaded = start.then(actions.startup, [model], [info], api_visibility="private", **HEAVY)
-    loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET).success(
-        actions.require_demo, [model], None, **QUIET).success(
+    started = loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
+    started.success(actions.zoom_slider, [model], [inp["scale"]], **QUIET)
+    started.success(actions.require_demo, [model], None, **QUIET).success(
         experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
     # `select`, not `input`: Gradio 6.31's dropdown fires `input` twice per pick (two loads,
     # two messages on a failure); `select` fires once, and only on the user's pick.
@@ -122,6 +123,7 @@ def wire_models(start, inp: dict, cmp: dict, chain: Chain) -> None:
                                           api_visibility="undocumented", **HEAVY)):
         load.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)
         kept = load.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
+        kept.success(actions.zoom_slider, [model], [inp["scale"]], **QUIET)
         kept.success(card.model_card_or_note, [model], [inp["card"]], api_visibility="private",
                      **HEAVY)
         kept.success(card.domain_note, [model, inp["image"]], [inp["domain"]],

@@ -203,7 +203,7 @@ def input_panel(rows: list[tuple[str, str | None]]) -> dict:
         gr.Markdown("*No example images in `assets/examples/` yet: generate a scene.*")
     with gr.Group():
         seed = gr.Number(label="scene seed", value=0, precision=0, minimum=0)
-        scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="object size (zoom)")
+        scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label=actions.ZOOM_LABEL)
         scene = gr.Button("Generate a scene", variant="secondary")
     gr.Markdown(text.INPUTS, elem_classes="teach")
     return dict(model=model, info=info, in_use=in_use, ckpt=ckpt, image=image, truth=truth,

@@ -65,3 +65,17 @@ def test_a_model_that_does_not_load_still_gets_the_demo_data(monkeypatch, tmp_pa
     assert np.array_equal(image, generate_scene(2, 1.0)[0]) and mask is not None
     Image.fromarray(image).save(tmp_path / "scene.png")
     assert urlstate.source(str(tmp_path / "scene.png"), 2, 1.0, [], "demo") == (None, 2, 1.0)
+
+
+def test_the_zoom_is_held_at_1_for_a_patternmatch_model(monkeypatch):
+    """PatternMatch scenes exist at zoom 1 only: its model's slider says so and cannot move;
+    another model's slider moves again and keeps its value."""
+    from app import models
+
+    monkeypatch.setattr(models, "dataset_of", lambda key: "pattern_match")
+    held = actions.zoom_slider("any")
+    assert held.value == 1.0 and held.interactive is False and "1 only" in held.label
+    monkeypatch.setattr(models, "dataset_of", lambda key: "context_shapes")
+    free = actions.zoom_slider("any")
+    assert free.interactive is True and free.label == actions.ZOOM_LABEL
+    assert "value" not in free.constructor_args  # an update: the user's zoom stays
