@@ -10,7 +10,8 @@ Variants:
   fast       `optimize(model, precision=fast_precision(device))`: bf16 where the CPU has native
              bf16 (AVX-512 BF16 / AMX), bf16/fp16 on CUDA; skipped where it would be fp32 again
   compiled   `optimize(model, compile=True)`: the fp32 variant under torch.compile (inductor,
-             weight freezing); compile time is not counted (printed separately)
+             weight freezing), its Winograd convs by F(5x5, 3x3) with fused transforms;
+             compile time, in the warm-up, is not counted
   inspect    `model.inspect(x)` on the fp32 model (one pass, every intermediate kept)
   onnxruntime  `dmnet.export` of the plain model (dynamic shapes) in an onnxruntime CPU session
              with torch's thread count (CPU only); it exports on its first call, the warm-up, so
@@ -19,9 +20,11 @@ Variants:
 one image, against the one-by-one path in turns: `reference` the plain model one window or view
 per forward pass as mmseg runs them (`batch_pixels=1`), `fp32` optimize()'s model the same way,
 `batched` optimize()'s model with all windows, or an image and its mirror, in one pass
-(`batch_pixels=sys.maxsize`; segment()'s default, `pixel_budget`, batches on CUDA only).
+(`batch_pixels=sys.maxsize`; segment()'s default, `pixel_budget`, batches on CUDA only),
+`compiled` optimize(compile=True)'s one by one (each view size compiles in the warm-up: minutes).
 Every case's process calls `keep_freed_memory()` first, as the other command-line tools do
-(`--malloc default` leaves glibc's thresholds: every large activation then page-faults afresh).
+(`--malloc default` leaves glibc's thresholds, so every large activation page-faults afresh, and
+4 KiB pages).
 For the fast variant, `agree` is the share of pixels whose argmax equals the fp32 one. Each case
 runs in its own process; `peak MB` is that process's peak RSS so far (weights included) on CPU, the
 CUDA allocator's peak on GPU.
@@ -63,6 +66,10 @@ MODE_CASES = {  # mode: (preset, input size, segment() arguments)
     "ms+flip": ("dmnet_r50-d8_4xb2-40k_cityscapes-512x1024", (512, 1024),
                 dict(scales=TTA_RATIOS, flip=True)),  # 12 views
 }
+
+
+VARIANTS = "reference,fp32,compiled,fast,inspect,onnxruntime"
+MODE_VARIANTS = "reference,fp32,batched,compiled"
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -129,9 +136,11 @@ def time_runs(runs: Runs, repeats: int, device: torch.device,
     return times, peak
 
 
-def bench_mode_case(mode: str, device: torch.device, repeats: int) -> list[dict]:
-    """Rows for `segment()` on one image of a MODE_CASES case: the one-by-one path on the plain
-    and the optimized model, and the batched path on the optimized model, timed in turns."""
+def bench_mode_case(mode: str, device: torch.device, repeats: int,
+                    variants: list[str]) -> list[dict]:
+    """Rows for `segment()` on one image of a MODE_CASES case, timed in turns: the one-by-one
+    path on the plain, the optimized and the compiled model, and the batched path on the
+    optimized model (those of them in `variants`)."""
     name, size, kw = MODE_CASES[mode]
     model = random_model(name, device)
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
@@ -141,6 +150,11 @@ def bench_mode_case(mode: str, device: torch.device, repeats: int) -> list[dict]
         "fp32": ("fp32", lambda: segment(fp32, x, batch_pixels=1, **kw), torch.inference_mode),
         "batched": ("fp32", lambda: segment(fp32, x, batch_pixels=sys.maxsize, **kw),
                     torch.inference_mode)}
+    if "compiled" in variants:  # each view size compiles on its first call, the warm-up
+        compiled = optimize(model, compile=True)
+        runs["compiled"] = ("fp32", lambda: segment(compiled, x, batch_pixels=1, **kw),
+                            torch.inference_mode)
+    runs = {v: run for v, run in runs.items() if v in variants}
     times, peak = time_runs(runs, repeats, device, mode)
     return [dict(preset=name, size=f"{size[0]}x{size[1]} {mode}", device=device.type, variant=v,
                  dtype="fp32", ms=1e3 * statistics.median(times[v]), peak_mb=peak[v], agree=None)
@@ -187,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the first and last case")
-    parser.add_argument("--variants", default="reference,fp32,compiled,fast,inspect,onnxruntime")
+    parser.add_argument("--variants", help=f"default: {VARIANTS}; with --modes {MODE_VARIANTS}")
     parser.add_argument("--modes", help="instead: these MODE_CASES (slide,ms+flip), ~10 min each")
     parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
                         help="keep: `keep_freed_memory()` in every case's process, as the other "
@@ -196,10 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     kept = args.malloc == "keep" and keep_freed_memory()
+    if args.variants is None:
+        args.variants = MODE_VARIANTS if args.modes or args.case in MODE_CASES else VARIANTS
     variants = args.variants.split(",")
     if args.case:
         name, *size = args.case.split(":")
-        print(json.dumps(bench_mode_case(name, device, args.repeats) if name in MODE_CASES else
+        print(json.dumps(bench_mode_case(name, device, args.repeats, variants)
+                         if name in MODE_CASES else
                          bench_case(name, (int(size[0]), int(size[1])), device, args.repeats,
                                     variants)))
         return

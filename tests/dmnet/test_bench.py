@@ -19,7 +19,9 @@ def test_mode_case_rows(mode, kw, monkeypatch, capsys):
     # The demo model on 160x200: 2x2 windows of its 128x128 crop; 4 views for ms+flip.
     monkeypatch.setitem(bench.MODE_CASES, mode,
                         ("dmnet_r18w32-d8_1xb8-7k_shapes-128x128", (160, 200), kw))
-    bench.main(["--case", mode, "--device", "cpu", "--repeats", "1"])
+    # (the default adds `compiled`, minutes of compile: test_fast.py compiles a model)
+    bench.main(["--case", mode, "--device", "cpu", "--repeats", "1",
+                "--variants", "reference,fp32,batched"])
     rows = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert [r["variant"] for r in rows] == ["reference", "fp32", "batched"]
     assert all(r["ms"] > 0 and r["size"] == f"160x200 {mode}" for r in rows)

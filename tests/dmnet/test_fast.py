@@ -1,4 +1,5 @@
 import math
+import os
 import platform
 import resource
 import subprocess
@@ -76,19 +77,26 @@ def test_fp16_needs_cuda_and_precision_is_checked(tiny_model):
 
 
 def test_compiled_model_keeps_every_output(monkeypatch):
-    """torch.compile with weight freezing (inductor): a tiny model (~30 s a compile), with every
-    stride-1 3x3 conv by Winograd, as the wide ones of a real model are, at two input sizes (a
-    second size compiled with symbolic shapes raised a dynamo TraceError: ms+flip, slide on a
-    small image)."""
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    """torch.compile with weight freezing (inductor): a tiny model, with the 3x3 convs of
+    stages 3 and 4 and of both heads by Winograd (dilations 1, 2 and 4), as the wide ones of a
+    real model are, with F(5x5, 3x3)'s fused transforms, at two input sizes (a second size
+    compiled with symbolic shapes raised a dynamo TraceError: ms+flip, slide on a small
+    image). No graph breaks: each would compile again per conv and shape, and past dynamo's
+    recompile limit the convs would run their elementwise transforms eagerly, slowly."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 32)
     monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
     model = randomize_bn(DMNet(tiny_preset(50)).eval())
     compiled = optimize(model, compile=True)
-    assert any(isinstance(m, winograd.WinogradConv2d) for m in compiled.backbone.modules())
+    tiles = {m.tile for m in compiled.modules() if isinstance(m, winograd.WinogradConv2d)}
+    assert tiles == {winograd.COMPILED_TILE}
+    counters.clear()
     for x in (torch.randn(1, 3, 97, 129), torch.randn(2, 3, 64, 80)):
         with torch.inference_mode():
             a, b = model.inspect(x), compiled.inspect(x)
         assert_same_trace(b, a)
+    assert not counters["graph_break"], dict(counters["graph_break"])
 
 
 FAULTS = """
@@ -110,8 +118,37 @@ def test_keep_freed_memory_stops_page_faults_on_reused_buffers():
     """Each fresh 64 MiB block page-faults on its 16384 pages; kept ones are reused."""
     def last_faults(mode: str) -> int:
         run = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
-                             check=True, cwd=Path(__file__).resolve().parents[2])
+                             check=True, cwd=Path(__file__).resolve().parents[2],
+                             env=without_huge_pages())
         return int(run.stdout.split()[-1])
     pages = (64 << 20) // resource.getpagesize()
     assert last_faults("default") >= 4 * pages * 0.9  # glibc maps and unmaps each one
     assert last_faults("keep") < pages  # after a few rounds the heap holds them
+
+
+def without_huge_pages() -> dict[str, str]:
+    """This environment without THP_MEM_ALLOC_ENABLE (a test that ran a command-line tool's
+    main() in-process set it): 4 KiB pages, as a fresh process has them."""
+    return {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+
+
+HUGE = """
+import sys
+import dmnet.predict, training.evaluate  # a tool's imports, as before its main() runs
+from dmnet.fast import huge_pages_in_use, keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+print(huge_pages_in_use())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_keep_freed_memory_puts_large_tensors_on_huge_pages():
+    """After keep_freed_memory() (called before the first tensor, as the tools do), torch
+    madvises tensors of 2 MiB and more for transparent huge pages; a fresh process does not."""
+    def aligned(mode: str) -> bool:
+        run = subprocess.run([sys.executable, "-c", HUGE, mode], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[2],
+                             env=without_huge_pages())
+        return run.stdout.split()[-1] == "True"
+    assert aligned("keep") and not aligned("default")

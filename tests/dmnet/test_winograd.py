@@ -19,20 +19,39 @@ def wide_conv(cin=256, cout=24, dilation=1, bias=True, seed=0):
     return conv
 
 
+@pytest.mark.parametrize("tile", [4, 5, 6])
+def test_toom_cook_matrices_compute_a_1d_correlation_exactly(tile):
+    """F(m, 3) in float64: A^T [(G g) . (B^T d)] = the m outputs of correlating d with g; F(4, 3)
+    is Lavin's with the points -2 / 2 replaced by 1/2 / -2 (B^T's first row is known)."""
+    bt, g, at = (torch.tensor(mat, dtype=torch.float64) for mat in winograd.toom_cook(tile))
+    assert bt.shape == (tile + 2, tile + 2) and g.shape == (tile + 2, 3)
+    d, k = torch.randn(tile + 2, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    want = torch.stack([d[i:i + 3] @ k for i in range(tile)])
+    assert torch.allclose(at @ ((g @ k) * (bt @ d)), want, rtol=0, atol=1e-12)
+    if tile == 4:
+        assert bt[0].tolist() == [1, -1.5, -2, 1.5, 1, 0]
+
+
 @pytest.mark.parametrize("dilation", [1, 2, 4])
 @pytest.mark.parametrize("size", [(16, 16), (37, 29), (9, 50)])
-def test_equals_direct_conv(dilation, size, monkeypatch):
-    """Odd sizes and sizes that are not whole tiles: padding, residues and crop are exact."""
+@pytest.mark.parametrize("tile, elementwise", [(4, False), (4, True), (5, True), (6, False)])
+def test_equals_direct_conv(dilation, size, tile, elementwise, monkeypatch):
+    """Odd sizes and sizes that are not whole tiles: padding, residues and crop are exact, with
+    each tile size and either way of applying the transforms (matrix products, or the
+    elementwise sums that torch.compile fuses, here run eagerly)."""
     monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)  # never fall back here
     conv = wide_conv(dilation=dilation)
     x = torch.randn(2, 256, *size)
     exact = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=dilation,
                      dilation=dilation)
+    wino = WinogradConv2d(conv, tile)
+    wino.elementwise = elementwise
     with torch.inference_mode():
-        y = WinogradConv2d(conv)(x)
+        y = wino(x)
     assert y.shape == exact.shape and y.is_contiguous(memory_format=torch.channels_last)
-    # Rounding of the transforms: ~1e-6 of the largest output, like the direct conv's own.
-    assert_scaled_close(y.double(), exact, tol=2e-5)
+    # Rounding of the transforms: ~1e-6 of the largest output for F(4), like the direct conv's
+    # own; F(5) / F(6) ~1e-5 (their points reach +-2 on both sides).
+    assert_scaled_close(y.double(), exact, tol=2e-5 if tile == 4 else 6e-5)
     assert_scaled_close(y, conv(x))
 
 
