@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 
 import torch
@@ -168,7 +169,8 @@ def padding_waste(size: tuple[int, int], dilation: int, tile: int = TILE) -> flo
     return math.ceil(h / step) * math.ceil(w / step) * step * step / (h * w)
 
 
-def separable(matrix: list[list[float]], views: list[list[Tensor]]) -> list[list[Tensor]]:
+def separable(matrix: Sequence[Sequence[float]], views: Sequence[Sequence[Tensor]]
+              ) -> list[list[Tensor]]:
     """M d M^T for a grid of tensors d[i][j] (one per tile element), as sums of the tensors
     times constants, zero coefficients skipped: what inductor fuses into one pass."""
     def rows(vectors: list[Tensor]) -> list[Tensor]:

@@ -118,7 +118,7 @@ def checkpoint_and_data(checkpoint: Path, data_root: str | None, split: str,
     return model, build_dataset(p.dataset, split, data_root)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Evaluate a DMNet checkpoint (mIoU, mAcc, aAcc).")
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
@@ -129,15 +129,20 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
     parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.eval.json)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    parser.add_argument("--compile", action="store_true",
+                        help="optimize(model, compile=True): the first image of each size "
+                             "compiles for minutes, then, on a CPU, F(5x5) Winograd with fused "
+                             "transforms (a 769x769 R-50 window at ~0.57x of the plain model's "
+                             "time, 0.65x without); for long runs of one size, as slide windows")
+    args = parser.parse_args(argv)
     keep_freed_memory()  # large activations reused, not page-faulted afresh per image
 
     model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
     p = model.preset
     # Inference copy (BN folded, Winograd convs on CPU: ~30% faster for, same
     # predictions to float rounding; tests/dmnet/test_fast.py, test_winograd.py).
-    metrics, buckets = evaluate(optimize(model), data, args.mode, args.aug_test, args.limit,
-                                progress=True)
+    metrics, buckets = evaluate(optimize(model, compile=args.compile), data, args.mode,
+                                args.aug_test, args.limit, progress=True)
     print(f"{p.name} on {len(data) if not args.limit else args.limit} {args.split} images, "
           f"mode {args.mode or p.test_mode}{' + ms/flip' if args.aug_test else ''}\n")
     print(format_table(metrics, buckets))

@@ -97,3 +97,24 @@ def test_evaluate_and_plot_command_lines(tmp_path):
     train, val = plot.read_metrics(tmp_path)
     plot.figure(train, val, "run").write_html(tmp_path / "curves.html", include_plotlyjs=False)
     assert len(train) == 2 and len(val) == 1 and (tmp_path / "curves.html").stat().st_size > 0
+
+
+def test_evaluate_compile_option_compiles_the_inference_copy(tmp_path, monkeypatch):
+    """--compile hands compile=True to optimize() (here recorded, and the copy made without
+    compiling, which takes minutes: tests/dmnet/test_fast.py compiles a model)."""
+    from dmnet.fast import optimize
+    from training import evaluate
+    from training.train import RunOptions, run
+    from tests.training.test_train import tiny_run_preset
+    run(tiny_run_preset(2, 2), RunOptions(tmp_path, workers=0, log_interval=1, val_limit=2))
+    asked = []
+
+    def recorded(model, compile=False):
+        asked.append(compile)
+        return optimize(model)
+
+    monkeypatch.setattr(evaluate, "optimize", recorded)
+    for flags in ([], ["--compile"]):
+        evaluate.main([str(tmp_path / "iter_2.pth"), "--limit", "1", *flags,
+                       "--out", str(tmp_path / "eval.json")])
+    assert asked == [False, True]
