@@ -169,15 +169,15 @@ def padding_waste(size: tuple[int, int], dilation: int, tile: int = TILE) -> flo
     return math.ceil(h / step) * math.ceil(w / step) * step * step / (h * w)
 
 
-def separable(matrix: Sequence[Sequence[float]], views: Sequence[Sequence[Tensor]]
-              ) -> list[list[Tensor]]:
+def separable(matrix: Sequence[Sequence[float]], views: Sequence[Sequence[Tensor]]) -> Tensor:
     """M d M^T for a grid of tensors d[i][j] (one per tile element), as sums of the tensors
-    times constants, zero coefficients skipped: what inductor fuses into one pass."""
+    times constants, zero coefficients skipped (what inductor fuses into one pass); stacked in
+    the row-major order of the result, as kron(M, M) @ d would give it."""
     def rows(vectors: list[Tensor]) -> list[Tensor]:
         return [sum(c * v for c, v in zip(row, vectors) if c != 0) for row in matrix]
 
     half = [rows([views[i][j] for i in range(len(views))]) for j in range(len(views[0]))]
-    return [rows([half[j][a] for j in range(len(half))]) for a in range(len(matrix))]
+    return torch.stack([e for a in range(len(matrix)) for e in rows([h[a] for h in half])])
 
 
 def winograd_conv3x3(parts: list[Tensor], filters: Tensor, bias: Tensor, dilation: int,
@@ -214,8 +214,7 @@ def winograd_conv3x3(parts: list[Tensor], filters: Tensor, bias: Tensor, dilatio
         tiles = xp.as_strided((side, side, n, d, th, d, tw, c),
                               (d * s_h, d * s_w, s_n, s_h, d * m * s_h, s_w, d * m * s_w, 1))
         if matrices:
-            v = torch.stack([e for row in separable(matrices[0], tiles) for e in row])
-            v = v.view(area, p, c)
+            v = separable(matrices[0], tiles).view(area, p, c)
         else:
             v = (input_transform @ tiles.reshape(area, p * c)).view(area, p, c)  # B^T d B a tile
         u = filters[:, start:start + c]
@@ -224,9 +223,7 @@ def winograd_conv3x3(parts: list[Tensor], filters: Tensor, bias: Tensor, dilatio
         prod = torch.bmm(v, u) if prod is None else prod.baddbmm_(v, u)
     k = prod.shape[-1]
     if matrices:
-        y = separable(matrices[2], prod.view(side, side, p, k))
-        y = torch.stack([e for row in y for e in row])
-        y = y.view(m, m, n, d, th, d, tw, k)
+        y = separable(matrices[2], prod.view(side, side, p, k)).view(m, m, n, d, th, d, tw, k)
     else:
         y = (output_transform @ prod.view(area, p * k)).view(m, m, n, d, th, d, tw, k)
     # Output row r + d * (m * t + i)  ->  (N, t, i, r) order; crop the padding tiles.

@@ -146,9 +146,9 @@ print(huge_pages_in_use())
 def test_keep_freed_memory_puts_large_tensors_on_huge_pages():
     """After keep_freed_memory() (called before the first tensor, as the tools do), torch
     madvises tensors of 2 MiB and more for transparent huge pages; a fresh process does not."""
-    def aligned(mode: str) -> bool:
+    def on_huge_pages(mode: str) -> bool:
         run = subprocess.run([sys.executable, "-c", HUGE, mode], capture_output=True, text=True,
                              check=True, cwd=Path(__file__).resolve().parents[2],
                              env=without_huge_pages())
         return run.stdout.split()[-1] == "True"
-    assert aligned("keep") and not aligned("default")
+    assert on_huge_pages("keep") and not on_huge_pages("default")
