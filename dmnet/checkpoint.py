@@ -296,7 +296,7 @@ def guess_from_shapes(sd: Mapping[str, Tensor], name: str) -> tuple[Preset, str]
         raise CheckpointError(f"{name}: a backbone with {blocks} {kind} blocks per stage is not "
                               f"a ResNetV1c-{'/'.join(map(str, STAGE_BLOCKS))}")
     num_classes = sd["decode_head.conv_seg.weight"].shape[0]
-    dataset = next((d for d, (names, _) in DATASETS.items() if len(names) == num_classes), None)
+    dataset, why = dataset_of_class_count(num_classes, name)
     base = closest_preset(depth, dataset, name)
     dcms = dcm_indices(sd)
     if dcms != set(range(len(base.filter_sizes))):
@@ -314,12 +314,34 @@ def guess_from_shapes(sd: Mapping[str, Tensor], name: str) -> tuple[Preset, str]
     else:
         preset = variant(base, dataset=dataset, **shape)
     reasons = (f"ResNetV1c-{depth} (blocks per stage {blocks}), {num_classes} classes "
-               f"(decode_head.conv_seg) -> {dataset or 'no known dataset'}, widths stem "
+               f"(decode_head.conv_seg) -> {dataset or 'no known dataset'}{why}, widths stem "
                f"{shape['stem_channels']} / base {shape['base_channels']} / head "
                f"{shape['head_channels']} / aux {shape['aux_channels']}"
                f"{', fusion convs' if shape['fusion'] else ''}; crop, test mode and align_corners "
                f"are not stored in weights and were taken from {base.name}")
     return preset, reasons
+
+
+# Words in the names of our own checkpoints and presets that say which synthetic data (all three
+# have 7 classes) a bare state dict was trained on; without one, the bundled demo's.
+DATA_WORDS = {"context": "context_shapes", "pattern": "pattern_match", "shapes": "multiscale_shapes"}
+DEMO_DATASET = "context_shapes"
+
+
+def dataset_of_class_count(num_classes: int, name: str) -> tuple[str | None, str]:
+    """(the dataset with this many classes, or None; how it was chosen where several have it):
+    a word of `DATA_WORDS` in the file name decides, else `DEMO_DATASET`."""
+    candidates = [d for d, (names, _) in DATASETS.items() if len(names) == num_classes]
+    if len(candidates) < 2:
+        return (candidates or [None])[0], ""
+    word = next((w for w, d in DATA_WORDS.items() if w in name.lower() and d in candidates), None)
+    if word:
+        dataset, how = DATA_WORDS[word], f"'{word}' in the file name"
+    else:
+        dataset = DEMO_DATASET if DEMO_DATASET in candidates else candidates[0]
+        how = "no dataset named in the file name"
+    others = ", ".join(d for d in candidates if d != dataset)
+    return dataset, f" ({how}; {others} have {num_classes} classes too)"
 
 
 def closest_preset(depth: int, dataset: str | None, name: str) -> Preset:

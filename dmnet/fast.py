@@ -32,6 +32,10 @@ from .winograd import COMPILED_TILE, TILE, WinogradConv2d, winograd_convs
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+# Compiled versions dynamo keeps of one function before it runs the rest eagerly (default 8). It
+# counts them over every model in the process: one per model and input size, so two compiled
+# models at ms+flip's six view sizes (12) ran some of their views eagerly.
+RECOMPILE_LIMIT = 64
 
 
 @torch.no_grad()
@@ -113,6 +117,8 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
         for p in fast.parameters():
             p.requires_grad_(False)  # freezing folds and prepacks weights: inference only
         options = {"freezing": True}
+        dynamo_config = torch._dynamo.config
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
         fast.backbone = torch.compile(fast.backbone, options=options, dynamic=False)
         fast.auxiliary_head.convs = torch.compile(fast.auxiliary_head.convs, options=options,
                                                   dynamic=False)

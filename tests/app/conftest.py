@@ -42,8 +42,9 @@ def tiny_model() -> DMNet:
 
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory) -> Path:
-    """A tiny DMNet's bare state dict (its preset is inferred from the shapes when loaded)."""
-    path = tmp_path_factory.mktemp("demo") / "tiny_demo.pth"
+    """A tiny DMNet's bare state dict (its preset is inferred from the shapes when loaded; its
+    7 classes are read as MultiScaleShapes': "shapes" in the file name)."""
+    path = tmp_path_factory.mktemp("demo") / "tiny_demo_shapes.pth"
     torch.save(tiny_model().state_dict(), path)
     return path
 

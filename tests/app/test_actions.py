@@ -11,8 +11,9 @@ from app.images import generate_scene
 
 
 def test_a_scene_of_the_data_the_model_was_trained_on(demo_env):
-    """The tiny demo checkpoint is a bare 7-class state dict, read as MultiScaleShapes: its
-    scenes and masks are MultiScaleShapes', not the bundled demo's ContextShapes."""
+    """The tiny demo checkpoint is a bare 7-class state dict, read as MultiScaleShapes (its file
+    name says "shapes"): its scenes and masks are MultiScaleShapes', not the bundled demo's
+    ContextShapes."""
     image, mask = actions.make_scene(3, 1.25, "demo")
     want, label = generate_scene(3, 1.25, dataset="multiscale_shapes")
     assert not np.array_equal(want, generate_scene(3, 1.25)[0])  # the datasets differ

@@ -1,6 +1,7 @@
 import dataclasses
 import os
 import pickle
+import re
 import sys
 import types
 
@@ -10,6 +11,7 @@ import torch
 
 import dmnet
 from dmnet import PRESETS, CheckpointError, DMNet, checkpoint_meta, load_checkpoint
+from dmnet.presets import DATASETS
 
 from ..conftest import randomize_bn, tiny_preset
 
@@ -55,7 +57,7 @@ FORMATS = {"v0.x meta": v0_checkpoint, "1.x meta": mmseg1_checkpoint,
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("depth,classes", [(18, "multiscale_shapes"), (50, "cityscapes")])
+@pytest.mark.parametrize("depth,classes", [(18, "context_shapes"), (50, "cityscapes")])
 def test_each_format_loads_with_preset_guessed_from_shapes(tmp_path, fmt, depth, classes):
     model = tiny(depth, classes)
     torch.save(FORMATS[fmt](model), tmp_path / "weights.pth")
@@ -67,10 +69,10 @@ def test_each_format_loads_with_preset_guessed_from_shapes(tmp_path, fmt, depth,
 
 
 def test_r18_variant_of_the_small_preset_is_tiny_preset(tmp_path):
-    model = tiny()
-    torch.save(model.state_dict(), tmp_path / "weights.pth")
+    model = tiny()  # MultiScaleShapes', as the file name says
+    torch.save(model.state_dict(), tmp_path / "shapes.pth")
     with pytest.warns(UserWarning, match="stem 8 / base 8 / head 16 / aux 8"):
-        loaded = load_checkpoint(tmp_path / "weights.pth")
+        loaded = load_checkpoint(tmp_path / "shapes.pth")
     name = "dmnet_r18w32-d8_1xb8-7k_shapes-128x128+stem_channels=8,base_channels=8,head_channels=16"
     assert loaded.preset.name.startswith(name)
     assert dataclasses.replace(loaded.preset, name="") == dataclasses.replace(model.preset, name="")
@@ -161,6 +163,20 @@ def test_class_count_of_no_known_dataset_gets_numbered_classes(tmp_path):
     with pytest.warns(UserWarning, match=r"5 classes \(decode_head.conv_seg\) -> no known dataset"):
         loaded = load_checkpoint(tmp_path / "five.pth")
     assert loaded.preset.classes == ("class 0", "class 1", "class 2", "class 3", "class 4")
+
+
+@pytest.mark.parametrize(("file", "dataset", "how"), [
+    ("weights.pth", "context_shapes", "no dataset named in the file name"),
+    ("run_patterns_iter_500.pth", "pattern_match", "'pattern' in the file name"),
+    ("MultiScale_Shapes.pth", "multiscale_shapes", "'shapes' in the file name")])
+def test_seven_classes_are_the_synthetic_data_the_file_name_says(tmp_path, file, dataset, how):
+    """ContextShapes, PatternMatch and MultiScaleShapes all have 7 classes: a word in a bare
+    state dict's file name decides, else the bundled demo's data (ContextShapes)."""
+    torch.save(tiny().state_dict(), tmp_path / file)
+    with pytest.warns(UserWarning, match=re.escape(f"7 classes (decode_head.conv_seg) -> "
+                                                   f"{dataset} ({how};")):
+        loaded = load_checkpoint(tmp_path / file)
+    assert loaded.preset.dataset == dataset and loaded.preset.classes == DATASETS[dataset][0]
 
 
 # --- the real R-50 ------------------------------------------------------------------------------
@@ -350,7 +366,7 @@ def test_missing_unexpected_and_misshaped_keys_diff(tmp_path):
         load_checkpoint(tmp_path / "edited.pth")
     lines = str(err.value).splitlines()
     assert lines[0].startswith(
-        "edited.pth does not fit preset dmnet_r18w32-d8_1xb8-7k_shapes-128x128")
+        "edited.pth does not fit preset dmnet_r18w32-d8_1xb8-6k_context-128x128")
     assert lines[0].endswith("(guessed from the weights):")
     assert lines[1:] == [
         "  2 missing keys:",

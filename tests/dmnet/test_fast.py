@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dmnet import DMNet, segment, winograd
-from dmnet.fast import fold_bn, optimize
+from dmnet.fast import RECOMPILE_LIMIT, fold_bn, optimize
 
 from ..conftest import randomize_bn, tiny_preset
 from ..tolerance import assert_scaled_close
@@ -91,6 +91,7 @@ def test_compiled_model_keeps_every_output(monkeypatch):
     compiled = optimize(model, compile=True)
     tiles = {m.tile for m in compiled.modules() if isinstance(m, winograd.WinogradConv2d)}
     assert tiles == {winograd.COMPILED_TILE}
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT  # models x sizes, not 8
     counters.clear()
     for x in (torch.randn(1, 3, 97, 129), torch.randn(2, 3, 64, 80)):
         with torch.inference_mode():
