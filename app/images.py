@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dmnet.inference import rescale_size, test_resize
-from dmnet.presets import Preset
+from dmnet.presets import CONTEXT, Preset
 
 MAX_DECODE_PIXELS = 150_000_000  # beyond this, decoding alone could exhaust memory: refuse
 
@@ -301,7 +301,7 @@ def image_key(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-SCENE_DATASET = "context_shapes"  # the demo model's training data; what other models are shown
+SCENE_DATASET = CONTEXT.dataset  # the demo model's training data; what other models are shown
 
 
 def scene_dataset(dataset: str) -> tuple[str, bool]:

@@ -45,7 +45,7 @@ from . import safe_pickle
 from .backbone import STAGE_BLOCKS
 from .hub import CheckpointError, resolve
 from .model import DMNet
-from .presets import DATASETS, PRESETS, Preset, Schedule, get_preset
+from .presets import CONTEXT, DATASETS, PRESETS, Preset, Schedule, get_preset
 
 __all__ = ["CheckpointError", "checkpoint_meta", "load_checkpoint"]
 
@@ -323,14 +323,14 @@ def guess_from_shapes(sd: Mapping[str, Tensor], name: str) -> tuple[Preset, str]
 
 
 # Words in the names of our own checkpoints and presets that say which synthetic data (all three
-# have 7 classes) a bare state dict was trained on; without one, the bundled demo's.
-DATA_WORDS = {"context": "context_shapes", "pattern": "pattern_match", "shapes": "multiscale_shapes"}
-DEMO_DATASET = "context_shapes"
+# have 7 classes) a bare state dict was trained on; without one, the bundled demo's (CONTEXT's).
+DATA_WORDS = {"context": "context_shapes", "pattern": "pattern_match",
+              "shapes": "multiscale_shapes"}
 
 
 def dataset_of_class_count(num_classes: int, name: str) -> tuple[str | None, str]:
     """(the dataset with this many classes, or None; how it was chosen where several have it):
-    a word of `DATA_WORDS` in the file name decides, else `DEMO_DATASET`."""
+    a word of `DATA_WORDS` in the file name decides, else the bundled demo's data."""
     candidates = [d for d, (names, _) in DATASETS.items() if len(names) == num_classes]
     if len(candidates) < 2:
         return (candidates or [None])[0], ""
@@ -338,7 +338,7 @@ def dataset_of_class_count(num_classes: int, name: str) -> tuple[str | None, str
     if word:
         dataset, how = DATA_WORDS[word], f"'{word}' in the file name"
     else:
-        dataset = DEMO_DATASET if DEMO_DATASET in candidates else candidates[0]
+        dataset = CONTEXT.dataset if CONTEXT.dataset in candidates else candidates[0]
         how = "no dataset named in the file name"
     others = ", ".join(d for d in candidates if d != dataset)
     return dataset, f" ({how}; {others} have {num_classes} classes too)"
