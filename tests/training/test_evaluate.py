@@ -9,11 +9,15 @@ import pytest
 import torch
 from torch import nn
 
+from dmnet.fast import optimize
 from training import baseline, plot
+from training import evaluate as evaluate_cli
 from training.data import MultiScaleShapes
 from training.evaluate import confusion_matrix, evaluate, summarize
+from training.train import RunOptions, run
 
 from ..conftest import tiny_preset
+from .test_train import tiny_run_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,8 +89,6 @@ def test_colour_only_baseline_stays_near_all_background():
 
 
 def test_evaluate_and_plot_command_lines(tmp_path):
-    from training.train import RunOptions, run
-    from tests.training.test_train import tiny_run_preset
     run(tiny_run_preset(2, 2), RunOptions(tmp_path, workers=0, log_interval=1, val_limit=2))
     out = subprocess.run([sys.executable, "-m", "training.evaluate", str(tmp_path / "iter_2.pth"),
                           "--limit", "2", "--out", str(tmp_path / "eval.json")], cwd=ROOT,
@@ -102,10 +104,6 @@ def test_evaluate_and_plot_command_lines(tmp_path):
 def test_evaluate_compile_option_compiles_the_inference_copy(tmp_path, monkeypatch):
     """--compile hands compile=True to optimize() (here recorded, and the copy made without
     compiling, which takes minutes: tests/dmnet/test_fast.py compiles a model)."""
-    from dmnet.fast import optimize
-    from training import evaluate
-    from training.train import RunOptions, run
-    from tests.training.test_train import tiny_run_preset
     run(tiny_run_preset(2, 2), RunOptions(tmp_path, workers=0, log_interval=1, val_limit=2))
     asked = []
 
@@ -113,8 +111,8 @@ def test_evaluate_compile_option_compiles_the_inference_copy(tmp_path, monkeypat
         asked.append(compile)
         return optimize(model)
 
-    monkeypatch.setattr(evaluate, "optimize", recorded)
+    monkeypatch.setattr(evaluate_cli, "optimize", recorded)
     for flags in ([], ["--compile"]):
-        evaluate.main([str(tmp_path / "iter_2.pth"), "--limit", "1", *flags,
+        evaluate_cli.main([str(tmp_path / "iter_2.pth"), "--limit", "1", *flags,
                        "--out", str(tmp_path / "eval.json")])
     assert asked == [False, True]
