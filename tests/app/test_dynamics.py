@@ -40,6 +40,19 @@ def test_the_reference_set_is_fixed_and_stated(model, ref):
         assert list(ref.order[k]) == list(rank_channels(ref.score[k]))
 
 
+def test_the_demo_datas_reference_set_holds_both_worlds_alike():
+    """The mean over the reference set is the transplant's "static filters" and stands for the
+    ablation's (all 500 validation scenes, half striped, half checked). A set of mostly one world
+    gives that world's filters: the first 8 ContextShapes scenes (6 checked) did."""
+    from training.data.context import ContextShapes
+
+    data, _ = reference_data("context_shapes")
+    val = ContextShapes("val", len(data), 128)
+    worlds = [val.sample(i).world for i in range(len(data))]
+    assert all(np.array_equal(d[0], val[i][0]) for i, d in enumerate(data[:3]))
+    assert abs(sum(worlds) / len(worlds) - 0.5) <= 0.05
+
+
 def test_mean_plus_dynamic_part_is_the_generated_filter_exactly(model, ref):
     for seed in (0, 5):
         a = analyse(model, generate_scene(seed, 1.0)[0])
