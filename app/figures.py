@@ -7,6 +7,7 @@ pooling bins drawn over them in the thumbnail's pixel coordinates.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -150,10 +151,14 @@ def roles_plot(groups: list[str], names: list[str], decides: np.ndarray, cost: n
     return fig
 
 
+MESSAGE_WIDTH = 44  # characters per line of a message figure: plotly never wraps annotations,
+# and a half-width plot at 1280 px clipped a one-line message at both ends
+
+
 def message_figure(message: str, height: int = 340) -> go.Figure:
     """An empty figure that says why it is empty (e.g. "needs a true mask")."""
     fig = go.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper",
+    fig.add_annotation(text="<br>".join(textwrap.wrap(message, MESSAGE_WIDTH)), x=0.5, y=0.5, xref="paper", yref="paper",
                        showarrow=False, font=dict(size=14, color="#555"))
     fig.update_layout(height=height, margin=MARGIN, xaxis_visible=False, yaxis_visible=False,
                       plot_bgcolor="white")

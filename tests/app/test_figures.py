@@ -28,6 +28,16 @@ def test_every_figure_has_an_explicit_height():
         assert isinstance(fig, go.Figure) and fig.layout.height and fig.layout.height >= 200
 
 
+def test_a_message_figure_breaks_a_long_message_into_lines():
+    """Plotly never wraps an annotation: one long line was clipped at both ends of the plot."""
+    from app.explain import NEEDS_TRUTH
+
+    text = figures.message_figure(NEEDS_TRUTH).layout.annotations[0].text
+    lines = text.split("<br>")
+    assert len(lines) > 1 and max(map(len, lines)) <= figures.MESSAGE_WIDTH
+    assert " ".join(lines) == NEEDS_TRUTH
+
+
 def test_pooling_grid_draws_every_bin_with_its_cells():
     fig = figures.pooling_grid(THUMB, (15, 20), 3)
     hover = fig.data[-1]
