@@ -158,8 +158,9 @@ MESSAGE_WIDTH = 44  # characters per line of a message figure: plotly never wrap
 def message_figure(message: str, height: int = 340) -> go.Figure:
     """An empty figure that says why it is empty (e.g. "needs a true mask")."""
     fig = go.Figure()
-    fig.add_annotation(text="<br>".join(textwrap.wrap(message, MESSAGE_WIDTH)), x=0.5, y=0.5, xref="paper", yref="paper",
-                       showarrow=False, font=dict(size=14, color="#555"))
+    fig.add_annotation(text="<br>".join(textwrap.wrap(message, MESSAGE_WIDTH)), x=0.5, y=0.5,
+                       xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=14, color="#555"))
     fig.update_layout(height=height, margin=MARGIN, xaxis_visible=False, yaxis_visible=False,
                       plot_bgcolor="white")
     return fig

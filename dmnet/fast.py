@@ -133,7 +133,8 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
 
 def cpu_supports_bf16() -> bool:
     """True when oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    mkldnn = torch.backends.mkldnn
+    return bool(mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def fast_precision(device: torch.device) -> str:

@@ -120,7 +120,8 @@ class DMHead(nn.Module):
         self.filter_sizes = tuple(filter_sizes)
         self.dcm_modules = nn.ModuleList(
             DCM(k, fusion, in_channels, channels) for k in self.filter_sizes)
-        self.bottleneck = ConvModule(in_channels + len(self.filter_sizes) * channels, channels, 3, 1)
+        fused_in = in_channels + len(self.filter_sizes) * channels  # x and every branch
+        self.bottleneck = ConvModule(fused_in, channels, 3, 1)
 
     def forward(self, x: Tensor) -> DMHeadOutput:
         dcm = {m.filter_size: m(x) for m in self.dcm_modules}

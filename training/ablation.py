@@ -109,7 +109,8 @@ class Row:
 def ablate(model: DMNet, data: Dataset, limit: int | None = None,
            progress: bool = False) -> list[Row]:
     """Evaluate `full`, `without <part>` for every part, and `static filters` on `data`."""
-    variants = {"full": model, **{f"without {p}": without_part(model, p) for p in part_names(model)}}
+    variants = {"full": model,
+                **{f"without {p}": without_part(model, p) for p in part_names(model)}}
     variants["static filters"] = with_static_filters(
         model, mean_filters(model, data, limit, progress))
     rows: list[Row] = []

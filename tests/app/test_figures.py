@@ -66,7 +66,8 @@ def test_overlays():
     after = label.copy()
     after[0, 0] = 1
     changed = overlays.changes(image, label, after, palette)
-    assert tuple(changed[0, 0]) == (200, 0, 0) and tuple(changed[1, 1]) == (185, 185, 185)  # faint gray
+    assert tuple(changed[0, 0]) == (200, 0, 0)
+    assert tuple(changed[1, 1]) == (185, 185, 185)  # faint gray
     assert overlays.colorize(np.array([[255]]), palette).tolist() == [[[0, 0, 0]]]
     up = overlays.upsample_nearest(np.array([[0, 1], [2, 3]]), (4, 6))
     assert up[0].tolist() == [0, 0, 0, 1, 1, 1] and up[3, 0] == 2

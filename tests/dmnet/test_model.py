@@ -57,9 +57,10 @@ def test_dcm_is_reference_formula(tiny_model):
         k = dcm.filter_size
         # adaptive pool bins [floor(i*H/k), ceil((i+1)*H/k)), recomputed by hand
         H, W = c4.shape[-2:]
-        pooled = torch.stack([torch.stack([
-            c4[:, :, (i * H) // k: -(-(i + 1) * H // k), (j * W) // k: -(-(j + 1) * W // k)].mean((2, 3))
-            for j in range(k)], -1) for i in range(k)], -2)
+        rows = [slice((i * H) // k, -(-(i + 1) * H // k)) for i in range(k)]
+        cols = [slice((j * W) // k, -(-(j + 1) * W // k)) for j in range(k)]
+        pooled = torch.stack([torch.stack([c4[:, :, r, c].mean((2, 3)) for c in cols], -1)
+                              for r in rows], -2)
         filters = dcm.filter_gen_conv(pooled)
         torch.testing.assert_close(filters, t.filters[k], rtol=1e-5, atol=1e-6)
         y = t.reduced[k]
