@@ -12,19 +12,31 @@ large). Per bucket, over the pixels of its objects:
 - **accuracy** of the full prediction, and with each input removed (the app's "remove"
   ablation: `analysis.ablated_label` with `attribution.keep_mask`).
 Pixels of the background class form one more group, so x's role there shows too.
+
+Over a dataset (`dataset_roles`, pixel-weighted), as a command line:
+
+    python -m app.roles assets/demo/dmnet_r18-d8_context.pth --limit 100   # -> CKPT.roles.json
+
+It answers what the ablation alone cannot: an input can decide many pixels (have the largest
+term of their margin) and still cost little when removed, because the other inputs' terms
+without it still keep the same class on top.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
 from skimage.measure import label as components
 from skimage.measure import regionprops
 
 from training.data.shapes import BUCKETS  # the model card's object-size buckets
 
-from .analysis import Analysis, ablated_label, margin_shares
+from .analysis import Analysis, ablated_label, analyse, margin_shares
 from .attribution import keep_mask
 from .metrics import IGNORE
 from .overlays import upsample_nearest
@@ -129,3 +141,74 @@ def branch_roles(a: Analysis, truth: np.ndarray,
 def changed_share(a: Analysis, removed: dict[str, np.ndarray]) -> dict[str, float]:
     """Input name -> share of the pixels that change class when it is removed."""
     return {n: float((lab != a.label).mean()) for n, lab in removed.items()}
+
+
+def dataset_roles(model, data, limit: int | None = None, progress: bool = False) -> Roles:
+    """`branch_roles` over the first `limit` (image, true mask) items of `data` (all by default),
+    each group's shares and accuracies weighted by its pixels in every image."""
+    from tqdm import tqdm
+
+    n = min(len(data), limit or len(data))
+    per_image = [branch_roles(analyse(model, data[i][0]), data[i][1])
+                 for i in tqdm(range(n), disable=not progress, desc="roles", leave=False)]
+    groups = []
+    for g, first in enumerate(per_image[0].groups):
+        same = [r.groups[g] for r in per_image]
+        w = np.array([x.pixels for x in same], np.float64)
+        total = w.sum()
+
+        def weighted(values: list) -> np.ndarray:
+            stacked = np.nan_to_num(np.array(values, np.float64))  # groups without pixels: w 0
+            return (w.reshape(-1, *[1] * (stacked.ndim - 1)) * stacked).sum(0) / max(total, 1)
+
+        groups.append(Group(first.name, first.diameters, sum(x.objects for x in same),
+                            int(total), weighted([x.decides for x in same]),
+                            float(weighted([x.accuracy for x in same])) if total else np.nan,
+                            weighted([x.without for x in same]) if total
+                            else np.full(len(first.without), np.nan)))
+    return Roles(per_image[0].names, groups)
+
+
+def format_roles(roles: Roles) -> str:
+    """One row per group: its objects and pixels, the share each input decides (%), and the
+    accuracy points lost without each input."""
+    names = roles.names
+    head = (f"{'group':<10} {'objects':>7} {'pixels':>9} {'acc %':>6} | decides %: "
+            + " ".join(f"{n:>5}" for n in names) + " | lost without: "
+            + " ".join(f"{n:>5}" for n in names))
+    lines = [head]
+    for g in roles.groups:
+        lines.append(f"{g.name:<10} {g.objects:>7} {g.pixels:>9} {100 * g.accuracy:6.2f} | "
+                     + " " * 11 + " ".join(f"{100 * d:5.1f}" for d in g.decides) + " | "
+                     + " " * 14 + " ".join(f"{100 * c:5.2f}" for c in g.cost))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.evaluate import checkpoint_and_data
+
+    parser = argparse.ArgumentParser(description="Which input of DMHead's bottleneck decides the "
+                                     "pixels of each object size, and what removing it costs.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
+                                            "generated on the fly)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, help="the first N images only")
+    parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.roles.json)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
+    roles = dataset_roles(model, data, args.limit, progress=True)
+    n = min(len(data), args.limit or len(data))
+    print(f"{model.preset.name} on {n} {args.split} images\n\n{format_roles(roles)}")
+    out = args.out or args.checkpoint.with_suffix(".roles.json")
+    groups = [{**asdict(g), "decides": g.decides.tolist(), "without": g.without.tolist(),
+               "cost": g.cost.tolist()} for g in roles.groups]
+    out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "preset": model.preset.name,
+                               "split": args.split, "images": n, "inputs": list(roles.names),
+                               "groups": groups}, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

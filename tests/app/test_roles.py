@@ -1,5 +1,7 @@
 """Branch roles by object size, what removing each input changes, and the readable maps."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -7,8 +9,8 @@ from app import explain, hover, overlays
 from app.analysis import ablated_label, analyse
 from app.attribution import keep_mask
 from app.images import generate_scene
-from app.roles import BACKGROUND, bucket_of, branch_roles, changed_share, find_objects, \
-    removed_labels
+from app.roles import BACKGROUND, bucket_of, branch_roles, changed_share, dataset_roles, \
+    find_objects, main, removed_labels
 from training.ablation import without_part
 from training.data.shapes import BUCKETS
 
@@ -155,3 +157,29 @@ def test_actions_explain_the_prediction(demo_env, scene):
 
 def test_points_never_reads_minus_zero():
     assert explain.points(-0.0001) == "+0.0" and explain.points(-0.25) == "-25.0"
+
+
+def test_over_a_dataset_the_roles_are_weighted_by_pixels(model):
+    """One image: its own roles. Two images: every share and accuracy is the pixel-weighted mean
+    of theirs, and the counts add up."""
+    data = [generate_scene(3, 1.0), generate_scene(5, 1.4)]
+    single = [branch_roles(analyse(model, image), truth) for image, truth in data]
+    one, both = dataset_roles(model, data, limit=1), dataset_roles(model, data)
+    for g, alone, a, b in zip(both.groups, one.groups, *(r.groups for r in single), strict=True):
+        assert (alone.pixels, alone.objects) == (a.pixels, a.objects)
+        np.testing.assert_allclose(alone.decides, a.decides, rtol=1e-12)
+        assert g.pixels == a.pixels + b.pixels and g.objects == a.objects + b.objects
+        if a.pixels and b.pixels:
+            mean = (a.pixels * a.without + b.pixels * b.without) / (a.pixels + b.pixels)
+            np.testing.assert_allclose(g.without, mean, rtol=1e-12)
+            np.testing.assert_allclose(g.decides.sum(), 1, rtol=1e-12)
+
+
+def test_the_roles_command_line_prints_and_writes_every_group(demo_checkpoint, tmp_path, capsys):
+    out = tmp_path / "roles.json"
+    main([str(demo_checkpoint), "--limit", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["images"] == 2 and result["inputs"][0] == "x"
+    assert [g["name"] for g in result["groups"]] == [*BUCKETS, BACKGROUND]
+    assert all(name in printed for name in [*BUCKETS, "decides %", "lost without"])
