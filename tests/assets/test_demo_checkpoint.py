@@ -61,3 +61,19 @@ def test_its_dynamic_filters_matter_as_the_model_card_says():
     assert rows["without k=3"]["drop"] >= 1
     for name, row in rows.items():
         assert f"| {name} | {row['mIoU']:.2f} | {row['drop']:.2f} |" in CARD, name
+
+
+def test_the_model_cards_roles_table_is_the_roles_commands_output():
+    # `python -m app.roles` on the same 500 scenes (its JSON sits next to the file): the card's
+    # table of which input decides each object size and what removing it costs.
+    result = json.loads(CHECKPOINT.with_suffix(".roles.json").read_text())
+    assert result["images"] == 500 and result["inputs"] == ["x", "k=1", "k=3", "k=5", "k=7"]
+    for g in result["groups"]:
+        decides = " | ".join(f"{100 * d:.1f}%" for d in g["decides"])
+        lost = " | ".join(f"{100 * c:.2f}" for c in g["cost"])
+        objects = g["objects"] if g["name"] != "background" else "-"
+        assert (f"| {g['name']} | {objects} | {100 * g['accuracy']:.2f} | {decides} | {lost} |"
+                in CARD), g["name"]
+    k7 = result["inputs"].index("k=7")
+    medium = next(g for g in result["groups"] if g["name"] == "medium")
+    assert medium["decides"][k7] == max(medium["decides"])  # the card's first point
