@@ -163,6 +163,22 @@ def screenshots() -> Path:
     return SCREENSHOTS
 
 
+# Gradio's status tracker over an output while an event that writes it is queued or running
+# (idle trackers have the class "hide"; the variant "hidden" shows nothing).
+BUSY = ".wrap.full:not(.hide), .wrap.minimal:not(.hide)"
+SETTLED = f"""quiet => {{ const now = performance.now();
+  if (document.querySelector('{BUSY}')) {{ window.__busySince = now; return false; }}
+  return now - (window.__busySince ?? -quiet) >= quiet; }}"""
+
+
+def settle(page, quiet_ms: int = 1000) -> None:
+    """Wait until no output of the page has been busy for `quiet_ms`: every event it started,
+    and the events they chain, have finished. A click on an output while it is busy lands on
+    its progress overlay and does nothing: under load, a test that clicked too early waited for
+    a change that never came."""
+    page.wait_for_function(SETTLED, arg=quiet_ms, polling=100)
+
+
 def rgb_noise(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 

@@ -6,6 +6,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from .conftest import settle
+
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
 TIMEOUT = 90_000  # ms; the CPU is shared
 expect.set_options(timeout=TIMEOUT)
@@ -42,6 +44,7 @@ def opened(page: Page, server):
         expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
         page.get_by_role("tab", name="Attribution & ablation").click()
         expect(page.locator("#ablation-summary")).to_contain_text("of pixels change class")
+        settle(page)  # the example's events may still run after the first summary
         return page
     return open_at
 
