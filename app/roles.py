@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 from skimage.measure import label as components
 from skimage.measure import regionprops
 
+from dmnet import DMNet
 from training.data.shapes import BUCKETS  # the model card's object-size buckets
 
 from .analysis import Analysis, ablated_label, analyse, margin_shares
@@ -143,7 +143,8 @@ def changed_share(a: Analysis, removed: dict[str, np.ndarray]) -> dict[str, floa
     return {n: float((lab != a.label).mean()) for n, lab in removed.items()}
 
 
-def dataset_roles(model, data, limit: int | None = None, progress: bool = False) -> Roles:
+def dataset_roles(model: DMNet, data: Sequence[tuple[np.ndarray, np.ndarray]],
+                  limit: int | None = None, progress: bool = False) -> Roles:
     """`branch_roles` over the first `limit` (image, true mask) items of `data` (all by default),
     each group's shares and accuracies weighted by its pixels in every image."""
     from tqdm import tqdm
@@ -185,17 +186,11 @@ def format_roles(roles: Roles) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from training.evaluate import checkpoint_and_data
+    from training.evaluate import checkpoint_and_data, checkpoint_arguments
 
     parser = argparse.ArgumentParser(description="Which input of DMHead's bottleneck decides the "
                                      "pixels of each object size, and what removing it costs.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
-                                            "generated on the fly)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, help="the first N images only")
-    parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.roles.json)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    checkpoint_arguments(parser, ".roles.json")
     args = parser.parse_args(argv)
     model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)
     roles = dataset_roles(model, data, args.limit, progress=True)

@@ -19,7 +19,6 @@ import argparse
 import copy
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +29,7 @@ from dmnet.inference import normalize, test_resize
 from dmnet.model import DMNet
 
 from .data import MultiScaleShapes
-from .evaluate import checkpoint_and_data, evaluate
+from .evaluate import checkpoint_and_data, checkpoint_arguments, evaluate
 
 
 def part_names(model: DMNet) -> list[str]:
@@ -137,13 +136,7 @@ def format_rows(rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="mIoU of a DMNet with branches removed and with "
                                                  "static (mean) filters.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
-                                            "generated on the fly)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, help="the first N images only")
-    parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.ablation.json)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    checkpoint_arguments(parser, ".ablation.json")
     args = parser.parse_args()
 
     model, data = checkpoint_and_data(args.checkpoint, args.data_root, args.split, args.device)

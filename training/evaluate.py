@@ -110,6 +110,18 @@ def format_table(m: Metrics, size_buckets: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_arguments(parser: argparse.ArgumentParser, out_suffix: str) -> None:
+    """The arguments of the command lines that read a checkpoint and its dataset (this one,
+    `training.ablation`, `app.roles`): `checkpoint_and_data` takes them."""
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
+                                            "generated on the fly)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, help="the first N images only")
+    parser.add_argument("--out", type=Path, help=f"JSON file (default: CHECKPOINT{out_suffix})")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
 def checkpoint_and_data(checkpoint: Path, data_root: str | None, split: str,
                         device: str) -> tuple[DMNet, Dataset]:
     """A checkpoint's model and the `split` of its preset's dataset (the CLIs' shared start)."""
@@ -120,15 +132,9 @@ def checkpoint_and_data(checkpoint: Path, data_root: str | None, split: str,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Evaluate a DMNet checkpoint (mIoU, mAcc, aAcc).")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data-root", help="the dataset's folder (none: a synthetic dataset "
-                                            "generated on the fly)")
-    parser.add_argument("--split", default="val")
+    checkpoint_arguments(parser, ".eval.json")
     parser.add_argument("--mode", choices=["whole", "slide"], help="default: the preset's")
     parser.add_argument("--aug-test", action="store_true", help="multi-scale (0.5-1.75) + flip")
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
-    parser.add_argument("--out", type=Path, help="JSON file (default: CHECKPOINT.eval.json)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
                         help="optimize(model, compile=True): the first image of each size "
                              "compiles for minutes, then, on a CPU, F(5x5) Winograd with fused "
