@@ -108,11 +108,11 @@ images, named in the model's status line at the top left) and the **dynamic part
 image changed). The mean is the same for A and B and often the larger part, so raw filters of two
 images can look alike even when the images changed them in opposite ways (a model whose filters
 barely adapt gives raw cosines of 0.95–1.0). That is why the plots here compare only the dynamic
-parts: the panel shows the mean and A's and B's dynamic parts on one colour scale, and the line plot gives,
-for every channel of every branch, the cosine of A's and B's dynamic parts: 1 = they push the
-filter the same way, 0 = unrelated, −1 = opposite ways (for k = 1 the dynamic part is a single
-number, so its cosine is only +1 or −1). The table gives both cosines, raw and
-dynamic, so you can see how much the mean hides.
+parts: the panel shows the mean and A's and B's dynamic parts on one colour scale, and the line
+plot gives, for every channel of every branch, the cosine of A's and B's dynamic parts: 1 = they
+push the filter the same way, 0 = unrelated, −1 = opposite ways (for k = 1 the dynamic part is a
+single number, so its cosine is only +1 or −1). The table gives both cosines, raw and dynamic,
+so you can see how much the mean hides.
 
 Reference: {PAPER}."""
 

@@ -114,5 +114,5 @@ def test_evaluate_compile_option_compiles_the_inference_copy(tmp_path, monkeypat
     monkeypatch.setattr(evaluate_cli, "optimize", recorded)
     for flags in ([], ["--compile"]):
         evaluate_cli.main([str(tmp_path / "iter_2.pth"), "--limit", "1", *flags,
-                       "--out", str(tmp_path / "eval.json")])
+                           "--out", str(tmp_path / "eval.json")])
     assert asked == [False, True]
