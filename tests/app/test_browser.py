@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from app.images import generate_scene
 
-from .conftest import serve
+from .conftest import serve, settle
 
 # pytest-playwright 0.10 defines base_url as an instance method, which pytest 9 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
@@ -27,6 +27,7 @@ def app_page(page: Page, server) -> Page:
     page.set_default_timeout(TIMEOUT)
     page.goto(server)
     expect(page.locator("#model-info")).to_contain_text("loaded")  # the demo model is ready
+    settle(page)
     return page
 
 
@@ -40,6 +41,7 @@ def test_example_overlay_and_the_four_branch_columns(app_page: Page, screenshots
     expect(page.locator("#input-notes")).to_contain_text("mIoU against the true mask")
     expect(page.locator("#true-mask img")).to_be_visible()  # the example's mask, as an image
     page.screenshot(path=screenshots / "01_segmentation.png", full_page=True)
+    settle(page)  # the example's later outputs; a click on a busy one lands on its overlay
     legend.click()  # selecting a class in the legend highlights it
     expect(page.locator("#highlight input")).to_have_value("background")
 
@@ -114,6 +116,7 @@ def test_a_failed_pick_shows_one_message_and_goes_back_to_the_model_in_use(
     picker = page.get_by_label("Model")
     expect(picker).to_have_value(re.compile(r"^demo: .* · loaded$"))  # the picker has settled
     in_use = picker.input_value()
+    settle(page)
     picker.click()
     page.locator("ul[role=listbox] li").filter(has_text="local: broken.pth").click()
     toast = page.locator(".toast-body")
@@ -137,6 +140,7 @@ def first_page(page: Page, server: str, width: int, height: int) -> list[str]:
     page.goto(server)
     expect(page.locator("#model-info")).to_contain_text("loaded")
     expect(page.locator("#overlay img").nth(1)).to_be_visible()  # the first page's example
+    settle(page)
     return overlay_sources(page)
 
 
@@ -170,6 +174,7 @@ def test_compare_redraws_on_another_k_or_channel(page: Page, server, scene, phot
     page.get_by_label("5", exact=True).check()  # another filter size: no Compare click
     expect(pair).to_contain_text(re.compile(r"k=5, channel \d+"))
     picker = page.get_by_label("channel (most input-dependent first)")
+    settle(page)
     picker.click()
     option = page.locator("ul[role=listbox] li").nth(2)  # the third most input-dependent
     channel = re.match(r"ch (\d+)", option.inner_text()).group(1)

@@ -10,6 +10,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from .conftest import settle
+
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
 TIMEOUT = 90_000  # ms; the CPU is shared
 SIZES = [(1400, 1000), (1280, 800)]
@@ -23,6 +25,7 @@ def open_app(page: Page, server: str, width: int, height: int, image) -> None:
     expect(page.locator("#model-info")).to_contain_text("loaded", timeout=TIMEOUT)
     page.locator("#input-image input[type=file]").set_input_files(str(image))
     expect(page.locator("#overlay img").first).to_be_visible(timeout=TIMEOUT)
+    settle(page)  # the upload's later outputs: a click on a busy one lands on its overlay
 
 
 def shown(page: Page) -> dict:
@@ -46,6 +49,7 @@ def test_the_sweep_slider_and_play_step_through_every_scale(page: Page, server, 
     start = shown(page)
     assert start["factor"] == "1" and "this is 1×" in start["caption"]
     expect(view.locator(".sw-note")).to_contain_text("Segmentation tab")
+    settle(page)
 
     slider = view.locator(".sw-slider")
     box = slider.bounding_box()
@@ -101,6 +105,7 @@ def test_transplant_shows_what_the_other_images_filters_change(page: Page, serve
                                     timeout=TIMEOUT)
     expect(page.locator("#transplant-moved img")).to_be_visible()
     before = page.locator("#transplant-moved img").get_attribute("src")
+    settle(page)
     page.locator("#transplant-direction").get_by_label("A with B's filters").check()
     expect(summary).to_contain_text("A with B's filters in every branch")
     after = page.locator("#transplant-moved img").get_attribute("src")
