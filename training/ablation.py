@@ -11,6 +11,12 @@ Each variant is evaluated exactly like `training.evaluate` (same test pipeline a
   is exactly zeroing the part's output before the concatenation (the app's "remove" ablation).
 - `static filters`: every generated filter replaced by its mean over the evaluated images (per
   branch, channel and tap): the same head with filters that no longer depend on the input.
+- `k=<k> taps summed` for each k > 1: branch k's generated filters with all their taps moved to
+  the centre tap (`summed_taps`). Each channel still gets its input-dependent gain, the sum of
+  the k x k filter, but no longer its layout: branch k acts as a 1x1 filter. Where the reduced
+  features are flat over the filter's window the output is unchanged, so the drop measures
+  what the layout adds at edges and textures (the app's "taps summed" ablation). `all taps
+  summed`: every k > 1 at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import torch
@@ -64,6 +71,40 @@ class StaticFilters(nn.Module):
         return self.filters.unsqueeze(0).expand(pooled.shape[0], -1, -1, -1)
 
 
+def summed_taps(filters: Tensor) -> Tensor:
+    """(..., k, k) filters with every tap's weight moved to the centre tap, index k // 2 on both
+    axes: the tap of offset 0, for odd k and for the even k that `even_aware_padding` pads one
+    more on the left and top."""
+    k = filters.shape[-1]
+    out = torch.zeros_like(filters)
+    out[..., k // 2, k // 2] = filters.sum((-2, -1))
+    return out
+
+
+class SummedTaps(nn.Module):
+    """Wraps a DCM's filter_gen_conv: the filters it generates, as `summed_taps`."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return summed_taps(self.generator(pooled))
+
+
+def with_summed_taps(model: DMNet, filter_sizes: Collection[int]) -> DMNet:
+    """A copy of `model` whose DCMs of `filter_sizes` apply their filters' summed taps."""
+    unknown = set(filter_sizes) - set(model.decode_head.filter_sizes)
+    if unknown:
+        raise ValueError(f"no DCM of filter size {sorted(unknown)}; the model has "
+                         f"{list(model.decode_head.filter_sizes)}")
+    summed = copy.deepcopy(model)
+    for dcm in summed.decode_head.dcm_modules:
+        if dcm.filter_size in filter_sizes:
+            dcm.filter_gen_conv = SummedTaps(dcm.filter_gen_conv)
+    return summed
+
+
 @torch.no_grad()  # not inference_mode: the means become buffers of a model used anywhere
 def generated_filters(model: DMNet, data: Dataset, limit: int | None = None,
                       progress: bool = False) -> dict[int, Tensor]:
@@ -107,11 +148,15 @@ class Row:
 
 def ablate(model: DMNet, data: Dataset, limit: int | None = None,
            progress: bool = False) -> list[Row]:
-    """Evaluate `full`, `without <part>` for every part, and `static filters` on `data`."""
+    """Evaluate `full`, `without <part>` for every part, `static filters`, `k=<k> taps summed`
+    for every k > 1 and `all taps summed` (every k > 1 at once) on `data`."""
     variants = {"full": model,
                 **{f"without {p}": without_part(model, p) for p in part_names(model)}}
     variants["static filters"] = with_static_filters(
         model, mean_filters(model, data, limit, progress))
+    larger = [k for k in model.decode_head.filter_sizes if k > 1]
+    variants |= {f"k={k} taps summed": with_summed_taps(model, [k]) for k in larger}
+    variants["all taps summed"] = with_summed_taps(model, larger)
     rows: list[Row] = []
     for name, variant in variants.items():
         metrics, buckets = evaluate(variant.eval(), data, limit=limit, progress=progress)
@@ -134,8 +179,9 @@ def format_rows(rows: list[Row]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="mIoU of a DMNet with branches removed and with "
-                                                 "static (mean) filters.")
+    parser = argparse.ArgumentParser(description="mIoU of a DMNet with branches removed, with "
+                                                 "static (mean) filters and with each branch's "
+                                                 "filter taps summed (1x1).")
     checkpoint_arguments(parser, ".ablation.json")
     args = parser.parse_args()
 

@@ -4,13 +4,16 @@ import torch
 
 from app.attribution import keep_mask, split_bottleneck
 from dmnet import DMNet
+from dmnet.heads import dynamic_depthwise_conv
 from dmnet.inference import normalize
 from training.ablation import (
     ablate,
     format_rows,
     mean_filters,
     part_names,
+    summed_taps,
     with_static_filters,
+    with_summed_taps,
     without_part,
 )
 from training.data import MultiScaleShapes
@@ -66,11 +69,40 @@ def test_mean_filters_average_over_the_images(model):
         assert means[k].shape == (p.head_channels, k, k)
 
 
+@pytest.mark.parametrize("k", [2, 3, 4, 7])
+def test_summed_taps_make_a_1x1_filter_of_the_same_sum(k):
+    # The centre tap is the one of offset 0, even k included (padded one more left and top):
+    # convolving with the summed taps multiplies each channel by its filter's sum.
+    x, filters = torch.randn(2, 3, 9, 11), torch.randn(2, 3, k, k)
+    summed = summed_taps(filters)
+    assert_scaled_close(summed.sum((-2, -1)), filters.sum((-2, -1)))
+    assert torch.count_nonzero(summed) == 6
+    assert_scaled_close(dynamic_depthwise_conv(x, summed),
+                        x * filters.sum((-2, -1))[..., None, None])
+
+
+def test_with_summed_taps_changes_only_that_branch(model):
+    x = torch.randn(1, 3, 64, 80)
+    t = model.inspect(x)
+    got = with_summed_taps(model, [5]).inspect(x)
+    dcm = next(m for m in model.decode_head.dcm_modules if m.filter_size == 5)
+    gain = t.filters[5].sum((-2, -1))[..., None, None]
+    assert_scaled_close(got.branches[5], dcm.activate(dcm.norm(t.reduced[5] * gain)))
+    assert not torch.allclose(got.branches[5], t.branches[5], atol=1e-3)  # the layout mattered
+    for k in (1, 3, 7):
+        torch.testing.assert_close(got.branches[k], t.branches[k])
+    torch.testing.assert_close(model.inspect(x).fused, t.fused)  # the original is untouched
+    with pytest.raises(ValueError, match=r"no DCM of filter size \[9\]"):
+        with_summed_taps(model, [3, 9])
+
+
 def test_ablate_reports_every_variant_against_full(model):
     data = MultiScaleShapes("val", length=2, size=64)
     rows = ablate(model, data)
     assert [r.variant for r in rows] == ["full", "without x", "without k=1", "without k=3",
-                                         "without k=5", "without k=7", "static filters"]
+                                         "without k=5", "without k=7", "static filters",
+                                         "k=3 taps summed", "k=5 taps summed", "k=7 taps summed",
+                                         "all taps summed"]
     assert rows[0].drop == 0
     for r in rows:
         assert r.drop == pytest.approx(rows[0].mIoU - r.mIoU)
@@ -78,4 +110,5 @@ def test_ablate_reports_every_variant_against_full(model):
     assert np.isfinite([r.mIoU for r in rows]).all()
     table = format_rows(rows)
     assert table.splitlines()[0].split()[:3] == ["variant", "mIoU", "drop"]
-    assert "static filters" in table.splitlines()[-1]
+    shown = [line.split("  ")[0].strip() for line in table.splitlines()[1:]]
+    assert shown == [r.variant for r in rows]  # one line per variant, in order
