@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import gradio as gr
 import numpy as np
+import torch
+
+from training.ablation import summed_taps
 
 from . import overlays
 from .analysis import ablated_label, sweep_frame
@@ -24,39 +27,54 @@ from .sweep_view import Frame, Panel, sweep_html
 from .transplant import with_filters
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-ABLATIONS = ("remove", "keep only", "static filters")  # the modes of `ablate`
-STATIC = ABLATIONS[2]
+ABLATIONS = ("remove", "keep only", "static filters", "taps summed")  # the modes of `ablate`
+STATIC, SUMMED = ABLATIONS[2:]
 
 
 # --- ablation -------------------------------------------------------------------------------------
+
+def ablated(seen, key: str, mode: str, parts: list[str]):
+    """The prediction under one ablation: (label (H, W), class per feature cell (h, w), what
+    changed in words, what was done in words, the inputs removed)."""
+    a = seen.analysis
+    if mode == STATIC:
+        static = with_filters(seen.model, a.image, [ranking(key).mean])[0]
+        return (static.label, static.logits.argmax(0), "with static filters",
+                f"Every generated filter replaced by its mean over {ranking(key).description} "
+                f"(x and all branches kept)", ())
+    if mode == SUMMED:
+        sizes = [k for k in a.filter_sizes if k > 1 and f"k={k}" in parts]
+        if not sizes:
+            raise gr.Error("Tick a branch with k > 1: its filters' taps are summed (k=1's "
+                           "filters are 1x1 already).")
+        swap = {k: summed_taps(torch.from_numpy(a.filters[k])) for k in sizes}
+        summed = with_filters(seen.model, a.image, [swap])[0]
+        names = ", ".join(f"k={k}" for k in sizes)
+        return (summed.label, summed.logits.argmax(0), f"with the taps of {names} summed",
+                f"The filters of **{names}** made 1x1: each channel keeps its filter's sum (its "
+                f"gain for this image) but loses the k×k layout", ())
+    if mode == "keep only" and not parts:
+        raise gr.Error("Tick at least one input to keep.")
+    keep = keep_mask(a.part_names, parts, mode)
+    kept = [n for n, k in zip(a.part_names, keep, strict=True) if k]
+    removed = tuple(n for n in a.part_names if n not in kept)
+    return (ablated_label(a, keep), a.classifier(a.split.total(keep)).argmax(0),
+            f"without {', '.join(removed)}" if removed else "with every input",
+            f"Bottleneck computed from **{', '.join(kept) or 'nothing but the BN shift'}**",
+            removed)
+
 
 @user_errors
 @gpu
 def ablate(key: str, image: str | None, truth: str | None, mode: str, parts: list[str] | None,
            opacity: float = 0.3, shown: str | None = None):
-    """Remove inputs of the bottleneck (or keep only some), or make every filter static (its mean
-    over the reference inputs), and show what the prediction becomes: the changed pixels in their
-    new class colour (only those of class `shown`, before or after, when given), the image under
-    them at `opacity`."""
+    """Remove inputs of the bottleneck (or keep only some), make every filter static (its mean
+    over the reference inputs), or sum the taps of some branches' filters (1x1 filters), and
+    show what the prediction becomes: the changed pixels in their new class colour (only those
+    of class `shown`, before or after, when given), the image under them at `opacity`."""
     seen = see(key, image, truth)
     a = seen.analysis
-    parts = list(parts or [])
-    removed: tuple[str, ...] = ()
-    if mode == STATIC:
-        static = with_filters(seen.model, a.image, [ranking(key).mean])[0]
-        after, cells, change = static.label, static.logits.argmax(0), "with static filters"
-        done = (f"Every generated filter replaced by its mean over "
-                f"{ranking(key).description} (x and all branches kept)")
-    else:
-        if mode == "keep only" and not parts:
-            raise gr.Error("Tick at least one input to keep.")
-        keep = keep_mask(a.part_names, parts, mode)
-        after = ablated_label(a, keep)
-        cells = a.classifier(a.split.total(keep)).argmax(0)  # (h, w) the same, per cell
-        kept = [n for n, k in zip(a.part_names, keep, strict=True) if k]
-        removed = tuple(n for n in a.part_names if n not in kept)
-        change = f"without {', '.join(removed)}" if removed else "with every input"
-        done = f"Bottleneck computed from **{', '.join(kept) or 'nothing but the BN shift'}**"
+    after, cells, change, done, removed = ablated(seen, key, mode, list(parts or []))
     changed = float((after != a.label).mean())
     total = a.label.size
     rows = [[c.name, round(100 * c.before / total, 2), round(100 * c.after / total, 2),

@@ -86,7 +86,11 @@ had output nothing, and the rest of the head runs again. Changed pixels are show
 class colour; the table lists each class's share before and after (and IoU with a true mask).
 **Static filters** keeps every input but replaces each generated filter by its average over a
 few reference images: the same network with ordinary filters that no longer adapt to the
-image. What changes then is what adapting to *this* image does.
+image. What changes then is what adapting to *this* image does. **Taps summed** moves all the
+taps of the ticked branches' k×k filters (k > 1) to the centre: each channel keeps its gain for
+this image (the filter's sum), not its shape. Where the features are flat across the filter the
+shape cannot matter (the output is the sum times the value), so the changes, if any, sit at
+edges and textures: what the k×k layout adds.
 
 How it is exact: the bottleneck is a 3×3 conv over the concatenation [x, k=1, k=3, k=5, k=7],
 then BatchNorm, then ReLU. A conv is linear, so it splits into one conv per input; BatchNorm (in

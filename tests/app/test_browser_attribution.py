@@ -197,3 +197,23 @@ def test_hovering_the_changed_pixels_says_what_the_removal_did_there(opened, scr
     expect(title).not_to_have_text(last)
     expect(title).to_have_text(readout_of_a_cell)
     page.screenshot(path=screenshots / f"25_changes_hover_{width}x{height}.png")
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_taps_summed_makes_the_ticked_branches_1x1(opened, screenshots, width, height):
+    page = opened(width, height)  # the ablation shown: k=7 removed
+    summary = page.locator("#ablation-summary")
+    src = page.evaluate(SRC, "#ablation-changes")
+    page.locator("#ablation-mode").get_by_label("taps summed").check()
+    page.locator("#ablation-parts").get_by_label("k=3", exact=True).check()
+    page.get_by_role("button", name="Ablate").click()
+    expect(summary).to_contain_text(re.compile(
+        r"The filters of k=3, k=7 made 1x1: .* [\d.]+% of pixels change class"))
+    changed(page, SRC, "#ablation-changes", src)  # the map shows this ablation's changes
+    expect(page).to_have_url(re.compile(r"ablation=taps"))
+    page.locator("#ablation-parts").get_by_label("k=3", exact=True).uncheck()
+    page.locator("#ablation-parts").get_by_label("k=7", exact=True).uncheck()
+    page.get_by_role("button", name="Ablate").click()  # no branch ticked: nothing to sum
+    expect(page.locator(".toast-body").filter(has_text="Tick a branch with k > 1")).to_be_visible()
+    summary.scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / f"26_taps_summed_{width}x{height}.png")

@@ -70,6 +70,28 @@ def test_static_filters_are_the_ablations_static_model(demo_env):
     assert not torch.equal(live, torch.from_numpy(r.mean[3]))  # the model itself still adapts
 
 
+def test_summed_taps_are_the_ablations_1x1_model(demo_env, scene):
+    """The app's "taps summed" ablation is `training.ablation`'s model with those branches'
+    taps summed, and it changes some pixels: at edges, where the layout acts."""
+    from app import experiments, runtime
+    from training.ablation import with_summed_taps
+
+    image, mask = (str(p) for p in scene)
+    model = runtime.models.get_model("demo")
+    a = runtime.see("demo", image, mask).analysis
+    after, cells, change, done, removed = experiments.ablated(
+        runtime.see("demo", image, mask), "demo", "taps summed", ["x", "k=1", "k=5", "k=7"])
+    want = analyse(with_summed_taps(model, [5, 7]).eval(), a.image)
+    # The same head by two code paths: only a near-tie may round the other way.
+    assert np.mean(cells.numpy() != want.logits.argmax(0).numpy()) <= 0.01
+    assert np.mean(after != want.label) <= 0.01
+    assert 0 < np.mean(after != a.label) < 0.5, "the layout changes some pixels, not all"
+    assert change == "with the taps of k=5, k=7 summed" and removed == ()
+    assert "**k=5, k=7** made 1x1" in done
+    assert short_message(experiments.ablated, runtime.see("demo", image, mask), "demo",
+                         "taps summed", ["x", "k=1"]).startswith("Tick a branch with k > 1")
+
+
 def test_the_transplant_action(demo_env, scene, tmp_path):
     from PIL import Image
 
