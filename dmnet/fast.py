@@ -93,13 +93,14 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
         compile: also `torch.compile` (inductor, with weight freezing) the backbone, the
             auxiliary head's conv and the Winograd conv of DMHead's bottleneck (the head around
             it stays eager: `ConvModule.forward_concat` reads its inputs in place). The
-            Winograd convs then use F(5x5, 3x3) and apply its transforms elementwise, which
-            inductor fuses with the tile gather and the crop (`winograd_conv3x3`,
-            `COMPILED_TILE`): one 769x769 window of R-50-D8 at 0.57x of the plain model's
-            time, against 0.65x eagerly (2-core AMD EPYC). The first call per input size
-            compiles (R-50: 2.5-4 min on 2 CPU cores with an empty inductor cache, ~10 s
-            with a warm one); worth it for fixed-size batch work, such as slide windows, not
-            for a demo.
+            Winograd convs then use F(5x5, 3x3), the dilated ones F(4x4) where that needs
+            fewer products for the input's size (`best_tile`), and apply the transforms
+            elementwise, which inductor fuses with the tile gather and the crop
+            (`winograd_conv3x3`, `COMPILED_TILE`): one 769x769 window of R-50-D8 at 0.57x of
+            the plain model's time, against 0.65x eagerly (2-core AMD EPYC). The first call
+            per input size compiles (R-50: 2.5-4 min on 2 CPU cores with an empty inductor
+            cache, ~10 s with a warm one); worth it for fixed-size batch work, such as slide
+            windows, not for a demo.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -108,7 +109,9 @@ def optimize(model: DMNet, precision: str = "fp32", channels_last: bool = True,
     fast = copy.deepcopy(model).eval()
     fold_all_bn(fast)
     if winograd and precision == "fp32" and fast.device.type == "cpu":
-        winograd_convs(fast, COMPILED_TILE if compile else TILE)
+        # Compiled, the dilated convs also keep F(4): it wins where F(5)'s tiles overshoot
+        # their residue grids (`best_tile`), for 1x the memory of their F(4) filters more.
+        winograd_convs(fast, COMPILED_TILE, (TILE,)) if compile else winograd_convs(fast)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     fast.channels_last = channels_last

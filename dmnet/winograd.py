@@ -13,6 +13,7 @@ runs on, DMHead's 4096 -> 512 bottleneck conv (40% of R-50-D8's FLOPs) takes ~1.
 ~0.4 s here. Outputs equal the direct convolution to a few 1e-6 of the output's scale in fp32
 (the transforms' rounding; tests/dmnet/test_winograd.py). Narrow layers and outputs smaller than
 a few tiles lose to the direct kernels; `use_winograd` and `MAX_PADDING_WASTE` say where it pays.
+A conv may hold several tiles' filters; `best_tile` picks one per input size.
 
 Eagerly the transforms are matrix products with kron(B^T, B^T) and kron(A^T, A^T), after a
 gather of the tiles: with the Winograd products and the other convs at the CPU's rate, they are
@@ -22,7 +23,9 @@ Winograd products 0.83 s at 195-199 GFLOP/s, as `bmm` alone; the transforms' `mm
 0.11 s). Under torch.compile (`optimize(compile=True)`) the transforms are sums of strided views
 times constants (`separable`), which inductor fuses with the gather and the crop, and the tile
 is `COMPILED_TILE` = 5, whose fewer products pay once the transforms are cheap: the window at
-0.574x of the plain model's time against 0.65x eagerly, for 2.5-4 minutes of compile.
+0.574x of the plain model's time against 0.65x eagerly, for 2.5-4 minutes of compile. The
+dilated convs keep F(4) too, for the input sizes whose residue grids F(4) covers with fewer
+products (`best_tile`).
 
 Tried and not kept (same window and machine unless said):
 - Larger tiles eagerly. Per layer, F(5x5) / F(6x6) against F(4x4): the bottleneck 613 -> 544 /
@@ -102,35 +105,39 @@ def use_winograd(conv: nn.Conv2d) -> bool:
 class WinogradConv2d(nn.Module):
     """A replacement for a 3x3 stride-1 conv (any dilation, padding = dilation) on CPU.
 
-    The filters are transformed once (U = G g G^T, kept as an (n^2, C_in, C_out) buffer); the
-    original weight stays for inputs where tiling does not pay (other devices, dtypes, autocast,
-    tiny outputs), which run the direct `F.conv2d`.
+    The filters are transformed once per tile m of `tiles` (U = G g G^T, kept as an
+    (n^2, C_in, C_out) buffer `filters{m}`); each input runs by the tile `best_tile` picks for
+    its size. The original weight stays for inputs where tiling does not pay (other devices,
+    dtypes, autocast, tiny outputs), which run the direct `F.conv2d`.
     """
 
-    def __init__(self, conv: nn.Conv2d, tile: int = TILE) -> None:
+    def __init__(self, conv: nn.Conv2d, tile: int = TILE, tiles: Sequence[int] = ()) -> None:
         super().__init__()
         if not use_winograd(conv):
             raise ValueError(f"not a dense 3x3 stride-1 'same' conv of >= {MIN_CHANNELS} "
                              f"input channels: {conv}")
-        if tile not in POINTS:
-            raise ValueError(f"tile must be one of {sorted(POINTS)}, got {tile}")
-        self.dilation, self.tile = conv.dilation[0], tile
+        self.tiles = tuple(sorted({tile, *tiles}))
+        if not set(self.tiles) <= set(POINTS):
+            raise ValueError(f"tiles must be among {sorted(POINTS)}, got {self.tiles}")
+        self.dilation, self.tile = conv.dilation[0], self.tiles[-1]
         self.elementwise = False  # the transforms inductor fuses (`winograd_conv3x3`); compile only
-        self.matrices = toom_cook(tile)  # constants where torch.compile traces (no call there)
+        # constants where torch.compile traces (no call there)
+        self.matrices = {m: toom_cook(m) for m in self.tiles}
         weight = conv.weight.detach()
         bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(len(weight))
         self.register_buffer("weight", weight.clone())
         self.register_buffer("bias", bias.clone())
-        bt, g, at = (torch.tensor(mat, dtype=torch.float64) for mat in toom_cook(tile))
-        u = torch.einsum("ai,kcij,bj->abck", g, weight.double(), g)  # (n, n, C_in, C_out)
-        self.register_buffer("filters", u.flatten(0, 1).to(weight.dtype).contiguous())
-        self.register_buffer("input_transform", torch.kron(bt, bt).to(weight.dtype))  # (n2, n2)
-        self.register_buffer("output_transform", torch.kron(at, at).to(weight.dtype))  # (m2, n2)
+        for m in self.tiles:
+            bt, g, at = (torch.tensor(mat, dtype=torch.float64) for mat in toom_cook(m))
+            u = torch.einsum("ai,kcij,bj->abck", g, weight.double(), g)  # (n, n, C_in, C_out)
+            self.register_buffer(f"filters{m}", u.flatten(0, 1).to(weight.dtype).contiguous())
+            self.register_buffer(f"input_transform{m}", torch.kron(bt, bt).to(weight.dtype))
+            self.register_buffer(f"output_transform{m}", torch.kron(at, at).to(weight.dtype))
 
     def extra_repr(self) -> str:
         c_out, c_in = self.weight.shape[:2]
-        m = self.tile
-        return f"{c_in}, {c_out}, kernel_size=(3, 3), dilation={self.dilation}, F({m}x{m}, 3x3)"
+        tiles = " or ".join(f"F({m}x{m}, 3x3)" for m in self.tiles)
+        return f"{c_in}, {c_out}, kernel_size=(3, 3), dilation={self.dilation}, {tiles}"
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_concat([x])
@@ -139,27 +146,58 @@ class WinogradConv2d(nn.Module):
         """forward(torch.cat(parts, dim=1)), without the concatenated copy (DMHead's bottleneck
         reads the stage-4 features and the four DCM outputs in place)."""
         x, d = parts[0], self.dilation
-        if self._direct(x):
+        m = self.pick_tile(x)
+        if m is None:
             x = torch.cat(parts, dim=1) if len(parts) > 1 else x
             return F.conv2d(x, self.weight, self.bias, padding=d, dilation=d)
-        return winograd_conv3x3(parts, self.filters, self.bias, d, self.input_transform,
-                                self.output_transform,
-                                self.matrices if self.elementwise else None)
+        filters, into, out = self.transformed(m)
+        return winograd_conv3x3(parts, filters, self.bias, d, into, out,
+                                self.matrices[m] if self.elementwise else None)
 
     def partial(self, x: Tensor, start: int) -> Tensor:
         """One term of `forward_concat`: the conv of `x` taken as input channels start ..
         start + C_x, without the bias (the app's exact split of DMHead's bottleneck)."""
         d, stop = self.dilation, start + x.shape[1]
-        if self._direct(x):
+        m = self.pick_tile(x)
+        if m is None:
             return F.conv2d(x, self.weight[:, start:stop], None, padding=d, dilation=d)
-        return winograd_conv3x3([x], self.filters[:, start:stop], self.bias.new_zeros(()), d,
-                                self.input_transform, self.output_transform)
+        filters, into, out = self.transformed(m)
+        return winograd_conv3x3([x], filters[:, start:stop], self.bias.new_zeros(()), d, into,
+                                out)
 
-    def _direct(self, x: Tensor) -> bool:
-        """Whether `x` runs by the direct conv: not a CPU fp32 input, autocast, or too small."""
-        return (x.device.type != "cpu" or x.dtype != self.filters.dtype
-                or torch.is_autocast_enabled(x.device.type)
-                or padding_waste(x.shape[-2:], self.dilation, self.tile) > MAX_PADDING_WASTE)
+    def transformed(self, m: int) -> tuple[Tensor, Tensor, Tensor]:
+        """F(m x m, 3 x 3)'s filters G g G^T, kron(B^T, B^T) and kron(A^T, A^T)."""
+        return (getattr(self, f"filters{m}"), getattr(self, f"input_transform{m}"),
+                getattr(self, f"output_transform{m}"))
+
+    def pick_tile(self, x: Tensor) -> int | None:
+        """The tile `x` runs by (`best_tile`), or None for the direct conv: not a CPU fp32 input,
+        autocast, or too small for any tile."""
+        if (x.device.type != "cpu" or x.dtype != self.weight.dtype
+                or torch.is_autocast_enabled(x.device.type)):
+            return None
+        return best_tile(x.shape[-2:], self.dilation, self.tiles)
+
+
+def best_tile(size: tuple[int, int], dilation: int, tiles: Sequence[int]) -> int | None:
+    """Of `tiles`, the one with the fewest products for an h x w output: ((m + 2) / m)^2 per
+    output pixel times the padding waste of whole tiles, in exact rationals, ties to the smaller
+    tile (the smaller rounding error); None where every tile's waste is over MAX_PADDING_WASTE.
+
+    A dilated conv's tiles cover each residue grid (h / d x w / d) whole, so a larger tile can
+    lose there: stage 4 of R-50-D8 (dilation 4) at 512x1024 has 16x32 per residue, which F(4)
+    covers exactly and F(5) by 20x35 (1.37x). The whole compiled model took 2209 ms with that
+    stage by F(4) and 2461 ms by F(5) (2-core AMD EPYC, medians of 5); at 384x768 1416 vs 1469
+    ms, at 256x512 (where F(5) fell back to the direct conv) 671 vs 740.
+    """
+    def cost(m: int) -> Fraction:
+        h, w = size
+        step = dilation * m
+        return (Fraction(m + 2, m) ** 2 * math.ceil(h / step) * math.ceil(w / step) * step * step
+                / (h * w))
+
+    fits = [m for m in sorted(tiles) if padding_waste(size, dilation, m) <= MAX_PADDING_WASTE]
+    return min(fits, key=cost, default=None)
 
 
 def padding_waste(size: tuple[int, int], dilation: int, tile: int = TILE) -> float:
@@ -232,13 +270,15 @@ def winograd_conv3x3(parts: list[Tensor], filters: Tensor, bias: Tensor, dilatio
     return y.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last
 
 
-def winograd_convs(model: nn.Module, tile: int = TILE) -> int:
+def winograd_convs(model: nn.Module, tile: int = TILE, dilated: Sequence[int] = ()) -> int:
     """Replace, in place, every conv of `model` that `use_winograd` accepts by F(tile x tile,
-    3 x 3); returns how many."""
+    3 x 3), the dilated ones also by the tiles `dilated` (each input by `best_tile`); returns
+    how many."""
     count = 0
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Conv2d) and use_winograd(child):
-                setattr(parent, name, WinogradConv2d(child, tile))
+                tiles = dilated if child.dilation[0] > 1 else ()
+                setattr(parent, name, WinogradConv2d(child, tile, tiles))
                 count += 1
     return count

@@ -89,8 +89,10 @@ def test_compiled_model_keeps_every_output(monkeypatch):
     monkeypatch.setattr(winograd, "MAX_PADDING_WASTE", math.inf)
     model = randomize_bn(DMNet(tiny_preset(50)).eval())
     compiled = optimize(model, compile=True)
-    tiles = {m.tile for m in compiled.modules() if isinstance(m, winograd.WinogradConv2d)}
-    assert tiles == {winograd.COMPILED_TILE}
+    tiles = {(m.dilation, m.tiles) for m in compiled.modules()
+             if isinstance(m, winograd.WinogradConv2d)}
+    five, both = (winograd.COMPILED_TILE,), (winograd.TILE, winograd.COMPILED_TILE)
+    assert tiles == {(1, five), (2, both), (4, both)}  # the dilated ones pick per size
     assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT  # models x sizes, not 8
     counters.clear()
     for x in (torch.randn(1, 3, 97, 129), torch.randn(2, 3, 64, 80)):

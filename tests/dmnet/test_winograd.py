@@ -6,7 +6,13 @@ import torch.nn.functional as F
 
 from dmnet import winograd
 from dmnet.fast import optimize
-from dmnet.winograd import WinogradConv2d, padding_waste, use_winograd, winograd_convs
+from dmnet.winograd import (
+    WinogradConv2d,
+    best_tile,
+    padding_waste,
+    use_winograd,
+    winograd_convs,
+)
 
 from ..tolerance import assert_scaled_close
 
@@ -53,6 +59,35 @@ def test_equals_direct_conv(dilation, size, tile, elementwise, monkeypatch):
     # own; F(5) / F(6) ~1e-5 (their points reach +-2 on both sides).
     assert_scaled_close(y.double(), exact, tol=2e-5 if tile == 4 else 6e-5)
     assert_scaled_close(y, conv(x))
+
+
+@pytest.mark.parametrize("size, dilation, tiles, best", [
+    ((64, 128), 4, (4, 5), 4),  # R-50 stage 4 at 512x1024: 16x32 per residue, F(4) exactly
+    ((80, 160), 4, (4, 5), 5),  # 20x40: F(5) exactly, fewer products
+    ((97, 97), 4, (4, 5), 5),  # a 769 slide window: F(4)'s tiles overshoot more
+    ((112, 224), 4, (4, 5), 4),  # 2.25 products per output either way: the smaller tile
+    ((32, 64), 4, (5,), None),  # F(5) alone overshoots by 1.56x: the direct conv
+    ((32, 64), 4, (4, 5), 4),
+    ((64, 128), 1, (5,), 5),
+])
+def test_best_tile_has_the_fewest_products(size, dilation, tiles, best):
+    assert best_tile(size, dilation, tiles) == best
+
+
+def test_a_conv_with_two_tiles_runs_each_input_by_its_best(monkeypatch):
+    conv = wide_conv(dilation=4)
+    wino = WinogradConv2d(conv, 5, (4,))
+    assert wino.tiles == (4, 5) and "F(4x4, 3x3) or F(5x5, 3x3)" in repr(wino)
+    with torch.inference_mode():
+        for size, tile in (((64, 128), 4), ((80, 160), 5), ((6, 6), None)):
+            x = torch.randn(1, 256, *size)
+            assert wino.pick_tile(x) == tile
+            assert_scaled_close(wino(x), conv(x))
+        calls = []
+        monkeypatch.setattr(winograd, "winograd_conv3x3",
+                            lambda parts, filters, *rest: calls.append(filters) or conv(parts[0]))
+        wino(torch.randn(1, 256, 64, 128))
+    assert calls[0] is wino.filters4  # the transformed filters of the tile it picked
 
 
 def test_channels_last_input_and_no_bias():
