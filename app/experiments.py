@@ -21,7 +21,7 @@ from .explain import class_filter, readout
 from .figures import cosine_lines, filter_panels, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
-from .runtime import (channel_choices, gpu, ranking, see, segmentation, user_errors,
+from .runtime import (Seen, channel_choices, gpu, ranking, see, segmentation, user_errors,
                       valid_channel)
 from .sweep_view import Frame, Panel, sweep_html
 from .transplant import with_filters
@@ -33,7 +33,8 @@ STATIC, SUMMED = ABLATIONS[2:]
 
 # --- ablation -------------------------------------------------------------------------------------
 
-def ablated(seen, key: str, mode: str, parts: list[str]):
+def ablated(seen: Seen, key: str, mode: str, parts: list[str]
+            ) -> tuple[np.ndarray, torch.Tensor, str, str, tuple[str, ...]]:
     """The prediction under one ablation: (label (H, W), class per feature cell (h, w), what
     changed in words, what was done in words, the inputs removed)."""
     a = seen.analysis

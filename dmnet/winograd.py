@@ -119,7 +119,7 @@ class WinogradConv2d(nn.Module):
         self.tiles = tuple(sorted({tile, *tiles}))
         if not set(self.tiles) <= set(POINTS):
             raise ValueError(f"tiles must be among {sorted(POINTS)}, got {self.tiles}")
-        self.dilation, self.tile = conv.dilation[0], self.tiles[-1]
+        self.dilation = conv.dilation[0]
         self.elementwise = False  # the transforms inductor fuses (`winograd_conv3x3`); compile only
         # constants where torch.compile traces (no call there)
         self.matrices = {m: toom_cook(m) for m in self.tiles}
