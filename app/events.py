@@ -47,6 +47,7 @@ class Chain:
         self.roles_out = [att["roles_table"], att["roles_plot"], att["roles_note"]]
         self.abl_in = [*truth, att["mode"], att["parts"], att["changes_opacity"],
                        att["changes_shown"]]
+        self.abl_check = [att["mode"], att["parts"]]  # what `check_ablation` reads
         self.abl_out = [att["changed"], att["changes"], att["summary"], att["changes_shown"],
                         att["changes_readout"]]
 
@@ -70,6 +71,8 @@ class Chain:
                                      **api("attribution"))
         return (attributed.success(explain.roles, self.roles_in, self.roles_out, **HEAVY,
                                    **api("roles"))
+                .success(experiments.check_ablation, self.abl_check, None,
+                         api_visibility="private")
                 .success(experiments.ablate, self.abl_in, self.abl_out, **HEAVY,
                          api_visibility="undocumented"))
 
@@ -77,7 +80,9 @@ class Chain:
 def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, sw: dict,
          page: dict) -> None:
     chain = Chain(inp, seg, br, att)
-    att["run"].click(experiments.ablate, chain.abl_in, chain.abl_out, api_name="ablate", **HEAVY)
+    att["run"].click(experiments.check_ablation, chain.abl_check, None,
+                     api_visibility="private").success(
+        experiments.ablate, chain.abl_in, chain.abl_out, api_name="ablate", **HEAVY)
     wire_inputs(inp, chain)
     start = wire_page(demo, inp, att, cmp, page, chain)
     wire_models(start, inp, cmp, chain)
@@ -161,9 +166,9 @@ def wire_attribution(att: dict, chain: Chain) -> None:
                             api_visibility="private").success(
         explain.attribution, chain.att_in, chain.att_out, api_visibility="undocumented",
         **HEAVY)
-    gr.on([att["changes_opacity"].input, att["changes_shown"].input], experiments.ablate,
-          chain.abl_in, chain.abl_out, trigger_mode="always_last",
-          api_visibility="undocumented", **HEAVY)
+    gr.on([att["changes_opacity"].input, att["changes_shown"].input], experiments.check_ablation,
+          chain.abl_check, None, trigger_mode="always_last", api_visibility="private").success(
+        experiments.ablate, chain.abl_in, chain.abl_out, api_visibility="undocumented", **HEAVY)
 
 
 def wire_compare(inp: dict, cmp: dict) -> None:

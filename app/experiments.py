@@ -33,10 +33,23 @@ STATIC, SUMMED = ABLATIONS[2:]
 
 # --- ablation -------------------------------------------------------------------------------------
 
+def check_ablation(mode: str, parts: list[str] | None) -> None:
+    """The message of an ablation with nothing to do, raised before it runs: the UI checks
+    first, so that a misclick leaves the last ablation on screen (an error in `ablate` itself
+    would mark all its outputs failed)."""
+    parts = list(parts or [])
+    if mode == "keep only" and not parts:
+        raise gr.Error("Tick at least one input to keep.")
+    if mode == SUMMED and not any(p.startswith("k=") and p != "k=1" for p in parts):
+        raise gr.Error("Tick a branch with k > 1: its filters' taps are summed (k=1's filters "
+                       "are 1x1 already).")
+
+
 def ablated(seen: Seen, key: str, mode: str, parts: list[str]
             ) -> tuple[np.ndarray, torch.Tensor, str, str, tuple[str, ...]]:
     """The prediction under one ablation: (label (H, W), class per feature cell (h, w), what
     changed in words, what was done in words, the inputs removed)."""
+    check_ablation(mode, parts)
     a = seen.analysis
     if mode == STATIC:
         static = with_filters(seen.model, a.image, [ranking(key).mean])[0]
@@ -45,17 +58,12 @@ def ablated(seen: Seen, key: str, mode: str, parts: list[str]
                 f"(x and all branches kept)", ())
     if mode == SUMMED:
         sizes = [k for k in a.filter_sizes if k > 1 and f"k={k}" in parts]
-        if not sizes:
-            raise gr.Error("Tick a branch with k > 1: its filters' taps are summed (k=1's "
-                           "filters are 1x1 already).")
         swap = {k: summed_taps(torch.from_numpy(a.filters[k])) for k in sizes}
         summed = with_filters(seen.model, a.image, [swap])[0]
         names = ", ".join(f"k={k}" for k in sizes)
         return (summed.label, summed.logits.argmax(0), f"with the taps of {names} summed",
                 f"The filters of **{names}** made 1x1: each channel keeps its filter's sum (its "
                 f"gain for this image) but loses the k×k layout", ())
-    if mode == "keep only" and not parts:
-        raise gr.Error("Tick at least one input to keep.")
     keep = keep_mask(a.part_names, parts, mode)
     kept = [n for n, k in zip(a.part_names, keep, strict=True) if k]
     removed = tuple(n for n in a.part_names if n not in kept)

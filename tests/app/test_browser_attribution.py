@@ -209,11 +209,16 @@ def test_taps_summed_makes_the_ticked_branches_1x1(opened, screenshots, width, h
     page.get_by_role("button", name="Ablate").click()
     expect(summary).to_contain_text(re.compile(
         r"The filters of k=3, k=7 made 1x1: .* [\d.]+% of pixels change class"))
-    changed(page, SRC, "#ablation-changes", src)  # the map shows this ablation's changes
+    summed = changed(page, SRC, "#ablation-changes", src)  # the map shows this ablation
     expect(page).to_have_url(re.compile(r"ablation=taps"))
+    settle(page)
     page.locator("#ablation-parts").get_by_label("k=3", exact=True).uncheck()
     page.locator("#ablation-parts").get_by_label("k=7", exact=True).uncheck()
     page.get_by_role("button", name="Ablate").click()  # no branch ticked: nothing to sum
     expect(page.locator(".toast-body").filter(has_text="Tick a branch with k > 1")).to_be_visible()
+    settle(page)  # a message, and the last ablation stays on screen
+    assert page.evaluate(SRC, "#ablation-changes") == summed
+    expect(summary).to_contain_text("made 1x1")
+    expect(page.locator("[data-testid=status-tracker]").filter(has_text="Error")).to_have_count(0)
     summary.scroll_into_view_if_needed()
     page.screenshot(path=screenshots / f"26_taps_summed_{width}x{height}.png")

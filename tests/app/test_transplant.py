@@ -122,3 +122,13 @@ def test_transplant_over_http(client, scene, photo):
     assert "**B with A's filters** in every branch" in summary and "%** of B's pixels" in summary
     *_, back = client.predict("demo", a, b, "k=7", "A with B's filters", api_name="/transplant")
     assert "**A with B's filters** in branch k=7" in back
+
+
+def test_an_ablation_with_nothing_to_do_is_refused_before_it_runs():
+    from app.experiments import check_ablation
+
+    for mode, parts, message in (("keep only", [], "Tick at least one input to keep"),
+                                 ("taps summed", ["x", "k=1"], "Tick a branch with k > 1")):
+        assert short_message(check_ablation, mode, parts).startswith(message)
+    for mode, parts in (("remove", []), ("static filters", []), ("taps summed", ["k=7"])):
+        check_ablation(mode, parts)  # these run
