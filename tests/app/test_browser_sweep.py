@@ -49,7 +49,6 @@ def test_the_sweep_slider_and_play_step_through_every_scale(page: Page, server, 
     start = shown(page)
     assert start["factor"] == "1" and "this is 1×" in start["caption"]
     expect(view.locator(".sw-note")).to_contain_text("Segmentation tab")
-    settle(page)
 
     slider = view.locator(".sw-slider")
     box = slider.bounding_box()
@@ -105,7 +104,6 @@ def test_transplant_shows_what_the_other_images_filters_change(page: Page, serve
                                     timeout=TIMEOUT)
     expect(page.locator("#transplant-moved img")).to_be_visible()
     before = page.locator("#transplant-moved img").get_attribute("src")
-    settle(page)
     page.locator("#transplant-direction").get_by_label("A with B's filters").check()
     expect(summary).to_contain_text("A with B's filters in every branch")
     after = page.locator("#transplant-moved img").get_attribute("src")
