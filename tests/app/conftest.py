@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from dmnet import DMNet
 
@@ -171,12 +172,17 @@ SETTLED = f"""quiet => {{ const now = performance.now();
   return now - (window.__busySince ?? -quiet) >= quiet; }}"""
 
 
-def settle(page, quiet_ms: int = 1000) -> None:
+def settle(page, quiet_ms: int = 1000, most_ms: int = 30_000) -> None:
     """Wait until no output of the page has been busy for `quiet_ms`: every event it started,
     and the events they chain, have finished. A click on an output while it is busy lands on
     its progress overlay and does nothing: under load, a test that clicked too early waited for
-    a change that never came."""
-    page.wait_for_function(SETTLED, arg=quiet_ms, polling=100)
+    a change that never came. Best effort: after `most_ms` the test goes on and its own checks
+    decide (CI at 1400x1000 once saw the Segmentation outputs busy for over 90 s after an
+    upload in Compare; not explained yet)."""
+    try:
+        page.wait_for_function(SETTLED, arg=quiet_ms, polling=100, timeout=most_ms)
+    except PlaywrightTimeoutError:
+        pass
 
 
 def rgb_noise(h: int, w: int, seed: int = 0) -> np.ndarray:
