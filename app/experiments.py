@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from training.ablation import summed_taps
+from dmnet.heads import summed_taps
 
 from . import overlays
 from .analysis import ablated_label, sweep_frame

@@ -57,6 +57,17 @@ def dynamic_depthwise_conv(x: Tensor, filters: Tensor) -> Tensor:
     return out.reshape(n, c, h, w)
 
 
+
+def summed_taps(filters: Tensor) -> Tensor:
+    """(..., k, k) filters with every tap's weight moved to the centre tap, index k // 2 on both
+    axes: the tap of offset 0, for odd k and for the even k that `even_aware_padding` pads one
+    more on the left and top. Convolving with them scales each channel by its filter's sum (the
+    ablation "taps summed": a branch's gain without its k x k layout)."""
+    k = filters.shape[-1]
+    out = torch.zeros_like(filters)
+    out[..., k // 2, k // 2] = filters.sum((-2, -1))
+    return out
+
 @dataclass
 class DCMOutput:
     filters: Tensor  # (N, C, k, k) generated filters, the output of filter_gen_conv

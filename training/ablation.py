@@ -12,7 +12,7 @@ Each variant is evaluated exactly like `training.evaluate` (same test pipeline a
 - `static filters`: every generated filter replaced by its mean over the evaluated images (per
   branch, channel and tap): the same head with filters that no longer depend on the input.
 - `k=<k> taps summed` for each k > 1: branch k's generated filters with all their taps moved to
-  the centre tap (`summed_taps`). Each channel still gets its input-dependent gain, the sum of
+  the centre tap (`dmnet.heads.summed_taps`). Each channel still gets its input-dependent gain, the sum of
   the k x k filter, but no longer its layout: branch k acts as a 1x1 filter. Where the reduced
   features are flat over the filter's window the output is unchanged, so the drop measures
   what the layout adds at edges and textures (the app's "taps summed" ablation). `all taps
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from dmnet.heads import summed_taps
 from dmnet.inference import normalize, test_resize
 from dmnet.model import DMNet
 
@@ -69,16 +70,6 @@ class StaticFilters(nn.Module):
     def forward(self, pooled: Tensor) -> Tensor:
         """(N, C_in, k, k) pooled input (ignored) -> (N, C, k, k) fixed filters."""
         return self.filters.unsqueeze(0).expand(pooled.shape[0], -1, -1, -1)
-
-
-def summed_taps(filters: Tensor) -> Tensor:
-    """(..., k, k) filters with every tap's weight moved to the centre tap, index k // 2 on both
-    axes: the tap of offset 0, for odd k and for the even k that `even_aware_padding` pads one
-    more on the left and top."""
-    k = filters.shape[-1]
-    out = torch.zeros_like(filters)
-    out[..., k // 2, k // 2] = filters.sum((-2, -1))
-    return out
 
 
 class SummedTaps(nn.Module):

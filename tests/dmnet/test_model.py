@@ -3,9 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from dmnet import DMNet
-from dmnet.heads import dynamic_depthwise_conv, even_aware_padding
+from dmnet.heads import dynamic_depthwise_conv, even_aware_padding, summed_taps
 
 from ..conftest import randomize_bn, tiny_preset
+from ..tolerance import assert_scaled_close
 
 
 @pytest.mark.parametrize("depth", [18, 50, 101])
@@ -112,3 +113,15 @@ def test_per_sample_filters_are_independent(tiny_model):
     for k in (1, 3, 5, 7):
         torch.testing.assert_close(both.filters[k][1:], alone.filters[k], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(both.branches[k][1:], alone.branches[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 7])
+def test_summed_taps_make_a_1x1_filter_of_the_same_sum(k):
+    # The centre tap is the one of offset 0, even k included (padded one more left and top):
+    # convolving with the summed taps multiplies each channel by its filter's sum.
+    x, filters = torch.randn(2, 3, 9, 11), torch.randn(2, 3, k, k)
+    summed = summed_taps(filters)
+    assert_scaled_close(summed.sum((-2, -1)), filters.sum((-2, -1)))
+    assert torch.count_nonzero(summed) == 6
+    assert_scaled_close(dynamic_depthwise_conv(x, summed),
+                        x * filters.sum((-2, -1))[..., None, None])

@@ -4,14 +4,12 @@ import torch
 
 from app.attribution import keep_mask, split_bottleneck
 from dmnet import DMNet
-from dmnet.heads import dynamic_depthwise_conv
 from dmnet.inference import normalize
 from training.ablation import (
     ablate,
     format_rows,
     mean_filters,
     part_names,
-    summed_taps,
     with_static_filters,
     with_summed_taps,
     without_part,
@@ -67,18 +65,6 @@ def test_mean_filters_average_over_the_images(model):
     for k in p.filter_sizes:
         assert_scaled_close(means[k], torch.stack([e[k][0] for e in each]).mean(0))
         assert means[k].shape == (p.head_channels, k, k)
-
-
-@pytest.mark.parametrize("k", [2, 3, 4, 7])
-def test_summed_taps_make_a_1x1_filter_of_the_same_sum(k):
-    # The centre tap is the one of offset 0, even k included (padded one more left and top):
-    # convolving with the summed taps multiplies each channel by its filter's sum.
-    x, filters = torch.randn(2, 3, 9, 11), torch.randn(2, 3, k, k)
-    summed = summed_taps(filters)
-    assert_scaled_close(summed.sum((-2, -1)), filters.sum((-2, -1)))
-    assert torch.count_nonzero(summed) == 6
-    assert_scaled_close(dynamic_depthwise_conv(x, summed),
-                        x * filters.sum((-2, -1))[..., None, None])
 
 
 def test_with_summed_taps_changes_only_that_branch(model):
