@@ -23,7 +23,8 @@ from .figures import activation_overlay, class_bars, filter_panels, pooling_grid
 from .filters import shared_range
 from .images import SCENE_DATASET, generate_scene, read_mask, scene_dataset
 from .metrics import iou, mean_iou, pixel_share
-from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, picture, ranking,
+from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, kept, picture,
+                      ranking,
                       see, segmentation, user_errors, valid_channel)
 
 NO_HIGHLIGHT = "(none)"
@@ -72,8 +73,9 @@ def model_status() -> str:
 
 
 def refresh_choices(key: str) -> tuple[gr.Dropdown, str]:
-    """After a model loaded: the picker's labels (" · loaded"), and the key as the model in use."""
-    return gr.Dropdown(choices=models.choices(), value=key), key
+    """After a model loaded: the picker's labels (" · loaded"), and the key as the model in use.
+    The picker's value stays the user's (they may have picked another model meanwhile)."""
+    return gr.Dropdown(choices=models.choices()), key
 
 
 def back_to(key: str) -> tuple[gr.Dropdown, str]:
@@ -139,6 +141,11 @@ def make_scene(seed: float, object_scale: float, key: str = models.DEMO
     return image, image_file(mask, SCENES, name, "png")  # two users, same seed
 
 
+def make_scene_b(seed: float, key: str = models.DEMO) -> np.ndarray:
+    """Compare's image B: a generated scene of the model's data at zoom 1 (no mask)."""
+    return make_scene(seed, 1.0, key)[0]
+
+
 def true_mask(key: str, image: str | None, truth: str | None) -> gr.Image:
     """The true mask in the model's class colours, shown beside the input; hidden without one,
     or when it cannot be read (the segmentation then says why, once)."""
@@ -191,22 +198,33 @@ def segment(key: str, image: str | None, truth: str | None, opacity: float, high
     present = [c for c in range(k) if share[c] > 0 or (seen.truth is not None
                                                         and (seen.truth == c).any())]
     names = [a.classes[c] for c in present]
-    highlight = highlight if highlight in names else None
+    asked, highlight = highlight, highlight if highlight in names else None
     annotations = []
     for c in present:
         alpha = opacity if highlight is None else (0.9 if a.classes[c] == highlight
                                                    else opacity * 0.15)
         annotations.append(((a.label == c).astype(np.float32) * alpha, a.classes[c]))
-    colors = {a.classes[c]: overlays.hex_color(a.palette[c]) for c in range(k)}
     per_iou = iou(a.label, seen.truth, k) if seen.truth is not None else None
     bars = class_bars(names, [a.palette[c] for c in present], [float(share[c]) for c in present],
                       None if per_iou is None else [float(per_iou[c]) for c in present])
     rows = [[a.classes[c], round(100 * float(share[c]), 2),
              None if per_iou is None or not math.isfinite(per_iou[c])
              else round(100 * float(per_iou[c]), 1)] for c in present]
-    return (gr.AnnotatedImage(value=(a.image, annotations), color_map=colors),
-            gr.Dropdown(choices=[NO_HIGHLIGHT, *names], value=highlight or NO_HIGHLIGHT),
+    return (gr.AnnotatedImage(value=(a.image, annotations)), kept(gr.Dropdown, [NO_HIGHLIGHT, *names], asked,
+                                         highlight or NO_HIGHLIGHT),
             bars, rows, describe(seen))
+
+
+def overlay_colors(key: str) -> gr.AnnotatedImage:
+    """The Segmentation overlay's colours: the model's palette by class name. A UI-only event:
+    a class named "path" (ADE20K has one) makes {"path": colour}, which an API client takes
+    for a file, so no endpoint returns the colour map."""
+    try:
+        p = models.get_model(key).preset
+    except USER_ERRORS:  # the model's own events say why
+        return gr.skip()
+    return gr.AnnotatedImage(color_map={name: overlays.hex_color(p.palette[c])
+                                        for c, name in enumerate(p.classes)})
 
 
 def select_class(evt: gr.SelectData) -> str:
@@ -238,7 +256,7 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
     act = a.branches[k]
     rank = int(np.flatnonzero(r.order[k] == c)[0]) + 1
     return (
-        gr.Dropdown(choices=channel_choices(r, k), value=c),
+        kept(gr.Dropdown, channel_choices(r, k), channel, c),
         filter_panels([("mean (static)", mean), ("dynamic part", dyn)],
                       shared_range([mean, dyn], 1.0),
                       f"ch {c} (#{rank}) · {dynamic_share(mean, dyn):.0%} dynamic"),

@@ -1,223 +1,369 @@
 """Wiring of the app's events: which action runs on what, with which API name.
 
+The design (the generated table of every trigger -> action -> outputs: `app/EVENTS.md`,
+`python -m app.graph`):
+
+- **One subject.** The model in use, image A and its true mask make the *subject*, a
+  `gr.State` written only by `subject_of` / `own_image` after a user's upload, an example, a
+  generated scene, the page's address or a model load. Views start on the subject's `change`,
+  which a State fires only when an event changed its value on the server: two triggers of one
+  action start nothing twice. Nothing listens to a component's own `change` where Gradio fires
+  it by itself: its Image fires it whenever its value object is replaced, with no new image
+  (dozens of times a second under load), and a hidden Textbox that held the open tab fired it
+  twice a second with no event writing it (seen under load); the open tab and the views'
+  tokens are States too.
+- **Lazy views.** The Segmentation view (and the sidebar's mask, notices and lesson words) runs
+  for every new subject. Branches, Attribution (and its ablation) and Compare run when their
+  tab is open, once per subject (`flow.CLAIMS`), each through a *token* (a State) whose
+  change starts its chain. The sweep never starts by itself: its status says when it shows another
+  image.
+- **Controls are the user's.** An event never writes a control's value back (only its
+  choices, and a value only when the old one no longer exists); every model event passes
+  through `flow.model_event`, where the freshest event of a browser tab wins each output.
+- **Stop** cancels every model event of the tab (queued, and streaming ones between steps) and
+  forgets the claims, so a view shown later runs again.
+
 Named endpoints (`api_name`): load_model, upload_checkpoint, generate_scene, segment, branches,
-branch_column, removals, attribution, roles, ablate, compare, transplant, sweep. Events that run
-the network share one concurrency group (`HEAVY`), so users queue for the model instead of
-overloading it. The same action wired to several triggers is named once and "undocumented"
-elsewhere (Gradio would
-otherwise number the names), so the named events are wired first.
+branch_column, removals, attribution, roles, ablate, compare, transplant, sweep. Model events
+share one concurrency group (`HEAVY`), so users queue for the model instead of overloading it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
 import gradio as gr
 
 from . import actions, card, experiments, explain, lesson, urlstate
+from .flow import CLAIMS, freshest, model_event, token
 
-HEAVY = dict(concurrency_id="model", concurrency_limit=2)  # events that run the network
-QUIET = dict(queue=False, api_visibility="private")  # gates and UI-only helpers
+HEAVY = dict(concurrency_id="model", concurrency_limit=2, trigger_mode="always_last")
+QUIET = dict(queue=False, api_visibility="private")  # UI-only helpers that write no State
+# Events that write a State (the subject, the open tab, a view's token): queued, as Gradio
+# 6.31 fires a State's `change` only for queued events; a group of their own, unlimited, so
+# they never wait for the model.
+STATEFUL = dict(concurrency_id="page", concurrency_limit=None, show_progress="hidden",
+                trigger_mode="always_last", api_visibility="private")
+UNDOC = dict(api_visibility="undocumented")
+PRIVATE = dict(api_visibility="private")
 
 
-@dataclass
-class Chain:
-    """segment -> branches -> attribution -> ablation, run whenever the image or model changes."""
+class Graph:
+    """The model events of the page (Stop cancels them all) and the hidden triggers."""
 
-    inp: dict
-    seg: dict
-    br: dict
-    att: dict
+    def __init__(self) -> None:
+        self.running: list = []
 
-    def __post_init__(self) -> None:
-        inp, seg, br, att = self.inp, self.seg, self.br, self.att
-        self.running: list = []  # events the Stop button cancels
-        self.channels = [br["columns"][k].channel for k in actions.FILTER_SIZES]
-        self.seg_in = [inp["model"], inp["image"], inp["truth"], seg["opacity"], seg["highlight"]]
-        self.seg_out = [seg["overlay"], seg["highlight"], seg["bars"], seg["table"], inp["notes"]]
-        self.br_out = [br["fused"]] + [c for col in br["columns"].values() for c in col.outputs]
-        truth = [inp["model"], inp["image"], inp["truth"]]
-        self.rm_in, self.roles_in = truth, truth
-        self.rm_out = [c for col in br["columns"].values() for c in (col.removed,
-                                                                     col.removed_note)]
-        self.att_in = [inp["model"], inp["image"], att["opacity"], att["shown"], att["point"],
-                       att["legend"]]
-        self.att_out = [att["dominance"], att["shown"], att["table"], att["legend"], att["bars"],
-                        att["readout"]]
-        self.roles_out = [att["roles_table"], att["roles_plot"], att["roles_note"]]
-        self.abl_in = [*truth, att["mode"], att["parts"], att["changes_opacity"],
-                       att["changes_shown"]]
-        self.abl_check = [att["mode"], att["parts"]]  # what `check_ablation` reads
-        self.abl_out = [att["changed"], att["changes"], att["summary"], att["changes_shown"],
-                        att["changes_readout"]]
+    def heavy(self, trigger, fn, inputs: list, outputs: list, **kw):
+        """A model event: `trigger(fn, inputs, outputs, ...)` with `fn` through `model_event`."""
+        event = trigger(model_event(fn, outputs), inputs, outputs, **{**HEAVY, **kw})
+        self.running.append(event)
+        return event
 
-    def after(self, event, named: bool = False):
-        """Run the chain after `event` succeeds (and only while there is an image)."""
-        def api(name: str) -> dict:
-            return dict(api_name=name) if named else dict(api_visibility="undocumented")
 
-        model, image = self.inp["model"], self.inp["image"]
-        gate = event.success(actions.require_image, [image], None, **QUIET)
-        gate.success(actions.true_mask, [model, image, self.inp["truth"]],
-                     [self.inp["truth_view"]], api_visibility="private")
-        segmented = gate.success(actions.segment, self.seg_in, self.seg_out, **HEAVY,
-                                 **api("segment"))
-        branched = segmented.success(actions.branches, [model, image, *self.channels],
-                                     self.br_out, **HEAVY, **api("branches"))
-        self.running += [segmented, branched]
-        removed = branched.success(explain.removals, self.rm_in, self.rm_out, **HEAVY,
-                                   **api("removals"))
-        attributed = removed.success(explain.attribution, self.att_in, self.att_out, **HEAVY,
-                                     **api("attribution"))
-        return (attributed.success(explain.roles, self.roles_in, self.roles_out, **HEAVY,
-                                   **api("roles"))
-                .success(experiments.check_ablation, self.abl_check, None,
-                         api_visibility="private")
-                .success(experiments.ablate, self.abl_in, self.abl_out, **HEAVY,
-                         api_visibility="undocumented"))
+def on(*triggers):
+    """A trigger for `Graph.heavy` made of several events (`gr.on`)."""
+    return lambda fn, inputs, outputs, **kw: gr.on(list(triggers), fn, inputs, outputs, **kw)
 
+
+def fresh(trigger, fn, inputs: list, outputs: list, **kw):
+    """An event that writes a State (`STATEFUL`), whose outputs a later-started one of the
+    browser tab may own (`flow.freshest`)."""
+    return trigger(freshest(fn, outputs), inputs, outputs, **{**STATEFUL, **kw})
+
+
+# --- the subject and the lazy views' gates ------------------------------------------------------
+
+def subject_of(key: str | None, image: str | None, truth: str | None) -> tuple:
+    """(the mask as it is, the subject's text: "" while there is no image, nothing runs). It
+    writes the mask too (leaving it as it is), so that an older `own` finishing later cannot
+    take away a mask the user has given since (`flow.freshest`)."""
+    return gr.skip(), json.dumps([key or "", image, truth or ""]) if image else ""
+
+
+def own_image(rows):
+    """A user's own image (upload, webcam, paste, clear): an example's or a scene's mask cannot
+    be its mask, so it goes (a mask the user gave is kept). Returns (mask, subject)."""
+    def own(key: str | None, image: str | None, truth: str | None):
+        keep = truth if not urlstate.example_mask(truth, rows) else None
+        return (gr.skip() if keep == truth else keep), subject_of(key, image, keep)[1]
+    return own
+
+
+def require_subject(subject: str) -> None:
+    if not subject:
+        raise gr.Error("no image", visible=False, print_exception=False)
+
+
+def gate(view: str, tab_id: str):
+    """A lazy view's gate: a new token when its tab is open and it has not been asked for the
+    subject yet in this browser tab."""
+    def ask(tab: str, subject: str):
+        if tab != tab_id or not subject or not CLAIMS.claim(view, subject):
+            return gr.skip()
+        return token(subject)
+    ask.__name__ = f"ask_{view}"
+    return ask
+
+
+def ask_ablation(tab: str, subject: str, mode: str, parts: list[str] | None, force: bool = False):
+    """The ablation's gate: its key is the subject, the mode and the ticks."""
+    key = json.dumps([subject, mode, sorted(parts or [])])
+    if not subject or (not force and (tab != "attribution" or not CLAIMS.claim("ablation", key))):
+        return gr.skip()
+    if force:
+        CLAIMS.claim("ablation", key)
+    return token(key)
+
+
+def press_ablate(tab: str, subject: str, mode: str, parts: list[str] | None):
+    """The Ablate button: run it now, even for the same key."""
+    return ask_ablation(tab, subject, mode, parts, force=True)
+
+
+def ask_compare(tab: str, subject: str, image_b: str | None):
+    """Compare's gate: while there is a B, for this subject and this B."""
+    key = json.dumps([subject, image_b])
+    if tab != "compare" or not subject or not image_b or not CLAIMS.claim("compare", key):
+        return gr.skip()
+    return token(key)
+
+
+def stop_all() -> None:
+    """Stop: the views forget what they were asked for (their events are cancelled)."""
+    CLAIMS.forget()
+
+
+def opened(tab_id: str):
+    """The action of a tab's `select`: the open tab's id, for the gates and the address."""
+    def tab_opened() -> str:
+        return tab_id
+    return tab_opened
+
+
+def remember_swept(subject: str) -> str:
+    return subject
+
+
+def sweep_note(subject: str, swept: str | None):
+    """The sweep's status when A changed after it ran: it shows an earlier image."""
+    if not swept or swept == subject:
+        return gr.skip()
+    return ("⚠️ **This sweep shows an earlier image** (or model): run it again for the image "
+            "on screen.")
+
+
+# --- wiring ---------------------------------------------------------------------------------------
 
 def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, sw: dict,
          page: dict) -> None:
-    chain = Chain(inp, seg, br, att)
-    att["run"].click(experiments.check_ablation, chain.abl_check, None,
-                     api_visibility="private").success(
-        experiments.ablate, chain.abl_in, chain.abl_out, api_name="ablate", **HEAVY)
-    wire_inputs(inp, chain)
-    start = wire_page(demo, inp, att, cmp, page, chain)
-    wire_models(start, inp, cmp, chain)
-    wire_views(inp, seg, br, chain)
-    wire_attribution(att, chain)
-    wire_compare(inp, cmp)
-    wire_sweep(inp, sw, chain)
-    inp["stop"].click(None, None, None, cancels=chain.running, api_visibility="private")
+    g = Graph()
+    # States: their `change` fires when an event changed their value on the server, never by
+    # itself (a hidden Textbox's did, re-mounted in the page: a loop of the views' gates)
+    subject = gr.State("")
+    tokens = {view: gr.State("") for view in ("branches", "attribution", "ablation", "compare")}
+    columns = [br["columns"][k] for k in actions.FILTER_SIZES]
+    seg["outputs"] = [seg["overlay"], seg["highlight"], seg["bars"], seg["table"], inp["notes"]]
+    br["outputs"] = [br["fused"], *(c for col in br["columns"].values() for c in col.outputs)]
+    br["removed"] = [c for col in br["columns"].values() for c in (col.removed, col.removed_note)]
+    page["channels"] = [col.channel for col in columns]
+    att["outputs"] = [att["dominance"], att["shown"], att["table"], att["legend"], att["bars"],
+                      att["readout"]]
+    att["roles_outputs"] = [att["roles_table"], att["roles_plot"], att["roles_note"]]
+    att["ablation_outputs"] = [att["changed"], att["changes"], att["summary"],
+                               att["changes_shown"], att["changes_readout"]]
+    cmp["outputs"] = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"]]
+    start = wire_page(g, demo, inp, att, cmp, page, subject)
+    wire_subject(g, inp, seg, page, subject, sw)
+    wire_models(g, start, inp, cmp, subject)
+    wire_segmentation(g, inp, seg)
+    wire_branches(g, inp, br, page["tab"], subject, tokens["branches"])
+    wire_attribution(g, inp, att, page["tab"], subject, tokens)
+    wire_compare(g, inp, cmp, page["tab"], subject, tokens["compare"])
+    wire_lesson(g, inp, att, cmp, page, subject, tokens)
+    wire_sweep(g, inp, sw, page["channels"], subject)
+    inp["stop"].click(stop_all, None, None, cancels=g.running, **QUIET)
 
 
-def wire_inputs(inp: dict, chain: Chain) -> None:
-    """A new image or mask (upload, paste, example, generated scene) re-runs the views."""
-    image, truth = inp["image"], inp["truth"]
-    inp["scene"].click(actions.make_scene, [inp["seed"], inp["scale"], inp["model"]],
-                       [image, truth], api_name="generate_scene")
-    # The mask's user events only: a generated scene sets image and mask, one run is enough.
-    changed = gr.on([image.change, truth.upload, truth.clear], lambda: None, None, None, **QUIET)
-    chain.after(changed, named=True)
-    if inp["examples"] is not None:  # the change events of an example's values see no image yet
-        chain.after(inp["examples"].load_input_event)
+def wire_subject(g: Graph, inp: dict, seg: dict, page: dict, subject, sw: dict) -> None:
+    """A new subject: the Segmentation view and the sidebar's mask, notices and lesson words."""
+    model, image, truth = inp["model"], inp["image"], inp["truth"]
+    found, made = [model, image, truth], [truth, subject]
+    fresh(image.input, own_image(page["rows"]), found, made)
+    fresh(on(truth.upload, truth.clear), subject_of, found, made)
+    scene = g.heavy(inp["scene"].click, actions.make_scene, [inp["seed"], inp["scale"], model],
+                    [image, truth], api_name="generate_scene")
+    fresh(scene.success, subject_of, found, made)
+    if inp["examples"] is not None:
+        fresh(inp["examples"].load_input_event.then, subject_of, found, made)
+    ready = subject.change(require_subject, [subject], None, **QUIET)
+    g.heavy(ready.success, actions.segment, [*found, seg["opacity"], seg["highlight"]],
+            seg["outputs"], api_name="segment")
+    g.heavy(ready.success, actions.true_mask, found, [inp["truth_view"]], **PRIVATE)
+    ready.success(actions.overlay_colors, [model], [seg["overlay"]], **QUIET)  # not a ticket
+    g.heavy(ready.success, card.domain_note, [model, image], [inp["domain"]], **PRIVATE)
+    g.heavy(ready.success, lesson.page, [page["lesson_step"], model, image],
+            [page["lesson_words"]], **PRIVATE)
+    subject.change(sweep_note, [subject, sw["swept"]], [sw["status"]], **QUIET)
 
 
-def wire_models(start, inp: dict, cmp: dict, chain: Chain) -> None:
+def wire_models(g: Graph, start, inp: dict, cmp: dict, subject) -> None:
     """Load the model on start (after the page has set the view of its address: `start`), on a
     pick and on an upload; an uploaded checkpoint joins the picker. A failed load says why once
     (its gr.Error) and the picker goes back to the model in use, so no other event runs on the
-    failed key."""
+    failed key. A model that loaded makes a new subject."""
     model, info, in_use = inp["model"], inp["info"], inp["in_use"]
+    found = [model, inp["image"], inp["truth"]]
     picker = [model, cmp["branch"], cmp["channel"]]
-    loaded = start.then(actions.startup, [model], [info], api_visibility="private", **HEAVY)
+    loaded = g.heavy(start.then, actions.startup, [model], [info], **PRIVATE)
     started = loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
+    fresh(started.success, subject_of, found, [inp["truth"], subject])
     started.success(actions.zoom_slider, [model], [inp["scale"]], **QUIET)
-    started.success(actions.require_demo, [model], None, **QUIET).success(
-        experiments.channel_picker, picker, [cmp["channel"]], api_visibility="private", **HEAVY)
+    g.heavy(started.success(actions.require_demo, [model], None, **QUIET).success,
+            experiments.channel_picker, picker, [cmp["channel"]], **PRIVATE)
+    g.heavy(start.then, card.model_card_or_note, [model], [inp["card"]], **PRIVATE)
     # `select`, not `input`: Gradio 6.31's dropdown fires `input` twice per pick (two loads,
     # two messages on a failure); `select` fires once, and only on the user's pick.
-    picked = model.select(actions.load_model, [model], [info], api_name="load_model", **HEAVY)
-    uploaded = inp["ckpt"].upload(actions.upload_checkpoint, [inp["ckpt"]], [model],
-                                  api_name="upload_checkpoint", **HEAVY)
-    uploaded.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)
-    chain.running += [picked, uploaded]
-    for load in (picked, uploaded.success(actions.load_model, [model], [info],
-                                          api_visibility="undocumented", **HEAVY)):
-        load.failure(actions.back_to, [in_use], [model, info], api_visibility="private", **HEAVY)
+    picked = g.heavy(model.select, actions.load_model, [model], [info], api_name="load_model")
+    uploaded = g.heavy(inp["ckpt"].upload, actions.upload_checkpoint, [inp["ckpt"]], [model],
+                       api_name="upload_checkpoint")
+    g.heavy(uploaded.failure, actions.back_to, [in_use], [model, info], **PRIVATE)
+    loads = [picked, g.heavy(uploaded.success, actions.load_model, [model], [info], **UNDOC)]
+    for load in loads:
+        g.heavy(load.failure, actions.back_to, [in_use], [model, info], **PRIVATE)
         kept = load.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
+        fresh(kept.success, subject_of, found, [inp["truth"], subject])
         kept.success(actions.zoom_slider, [model], [inp["scale"]], **QUIET)
-        kept.success(card.model_card_or_note, [model], [inp["card"]], api_visibility="private",
-                     **HEAVY)
-        kept.success(card.domain_note, [model, inp["image"]], [inp["domain"]],
-                     api_visibility="private", **HEAVY)
-        kept.success(experiments.channel_picker, picker, [cmp["channel"]],
-                     api_visibility="private", **HEAVY)
-        chain.after(kept)
+        g.heavy(kept.success, card.model_card_or_note, [model], [inp["card"]], **PRIVATE)
+        g.heavy(kept.success, experiments.channel_picker, picker, [cmp["channel"]], **PRIVATE)
 
 
-def wire_views(inp: dict, seg: dict, br: dict, chain: Chain) -> None:
-    """Re-draws from the cached analysis: opacity, highlighted class, one branch's channel.
-    The opacity redraws on `input`: a drag and a number typed in its box both fire it (`release`
-    fires for the box only when it loses focus); `always_last` drops the steps of a drag that a
-    newer one overtook."""
-    gr.on([seg["opacity"].input, seg["highlight"].input], actions.segment, chain.seg_in,
-          chain.seg_out, trigger_mode="always_last", api_visibility="undocumented", **HEAVY)
-    seg["overlay"].select(actions.select_class, None, [seg["highlight"]], **QUIET).then(
-        actions.segment, chain.seg_in, chain.seg_out, api_visibility="undocumented", **HEAVY)
+def wire_segmentation(g: Graph, inp: dict, seg: dict) -> None:
+    """Re-draws from the cached pass: opacity, highlighted class (picked, or clicked in the
+    overlay or its legend). The opacity redraws on `input`: a drag and a number typed in its box
+    both fire it; `always_last` drops the steps of a drag that a newer one overtook."""
+    seg_in = [inp["model"], inp["image"], inp["truth"], seg["opacity"], seg["highlight"]]
+    g.heavy(on(seg["opacity"].input, seg["highlight"].input), actions.segment, seg_in,
+            seg["outputs"], **UNDOC)
+    clicked = seg["overlay"].select(actions.select_class, None, [seg["highlight"]], **QUIET)
+    g.heavy(clicked.then, actions.segment, seg_in, seg["outputs"], **UNDOC)
+
+
+def wire_branches(g: Graph, inp: dict, br: dict, tab, subject, tok) -> None:
+    """The Branches tab (lazy): the columns, then what removing each input changes; one
+    column's channel redraws that column."""
+    model, image = inp["model"], inp["image"]
+    channels = [br["columns"][k].channel for k in actions.FILTER_SIZES]
+    fresh(on(subject.change, tab.change), gate("branches", "branches"), [tab, subject], [tok])
+    branched = g.heavy(tok.change, actions.branches, [model, image, *channels], br["outputs"],
+                       api_name="branches")
+    g.heavy(branched.success, explain.removals, [model, image, inp["truth"]], br["removed"],
+            api_name="removals")
     for i, k in enumerate(actions.FILTER_SIZES):
         col = br["columns"][k]
         size = gr.Number(k, visible=False)
-        col.channel.input(actions.branch_column, [inp["model"], inp["image"], size, col.channel],
-                          col.outputs, api_name="branch_column" if i == 0 else None,
-                          api_visibility="public" if i == 0 else "undocumented", **HEAVY)
+        g.heavy(col.channel.input, actions.branch_column, [model, image, size, col.channel],
+                col.outputs, **(dict(api_name="branch_column") if i == 0 else UNDOC))
 
 
-def wire_attribution(att: dict, chain: Chain) -> None:
-    """The attribution map and the ablation's changed pixels redraw at once when their opacity,
-    class filter or (the map's) legend changes (`input`: a drag, a typed number, a pick); a
-    click on the map picks the pixel whose margin the bars split."""
-    gr.on([att["opacity"].input, att["shown"].input, att["legend"].input], explain.attribution,
-          chain.att_in, chain.att_out, trigger_mode="always_last",
-          api_visibility="undocumented", **HEAVY)
-    att["dominance"].select(explain.pick_pixel, chain.att_in[:2], [att["point"]],
-                            api_visibility="private").success(
-        explain.attribution, chain.att_in, chain.att_out, api_visibility="undocumented",
-        **HEAVY)
-    gr.on([att["changes_opacity"].input, att["changes_shown"].input], experiments.check_ablation,
-          chain.abl_check, None, trigger_mode="always_last", api_visibility="private").success(
-        experiments.ablate, chain.abl_in, chain.abl_out, api_visibility="undocumented", **HEAVY)
+def wire_attribution(g: Graph, inp: dict, att: dict, tab, subject, tokens: dict) -> None:
+    """The Attribution tab (lazy): the map, then branch roles; the ablation on its own gate
+    (its key holds the mode and ticks) and its button. The map redraws at once when its opacity,
+    class filter or legend changes; a click on the map picks the pixel whose margin the bars
+    split. The ticks follow the mode (`experiments.parts_for`)."""
+    model, image, truth = inp["model"], inp["image"], inp["truth"]
+    att_in = [model, image, att["opacity"], att["shown"], att["point"], att["legend"]]
+    abl_in = [model, image, truth, att["mode"], att["parts"], att["changes_opacity"],
+              att["changes_shown"]]
+    asked = [tab, subject, att["mode"], att["parts"]]
+    tok, abl = tokens["attribution"], tokens["ablation"]
+    fresh(on(subject.change, tab.change), gate("attribution", "attribution"), [tab, subject],
+          [tok])
+    drawn = g.heavy(tok.change, explain.attribution, att_in, att["outputs"],
+                    api_name="attribution")
+    g.heavy(drawn.success, explain.roles, [model, image, truth], att["roles_outputs"],
+            api_name="roles")
+    fresh(on(subject.change, tab.change), ask_ablation, asked, [abl])
+    pressed = att["run"].click(experiments.check_ablation, [att["mode"], att["parts"]], None,
+                               **QUIET)
+    fresh(pressed.success, press_ablate, asked, [abl])
+    checked = abl.change(experiments.check_ablation, [att["mode"], att["parts"]], None, **QUIET)
+    g.heavy(checked.success, experiments.ablate, abl_in, att["ablation_outputs"],
+            api_name="ablate")
+    g.heavy(on(att["opacity"].input, att["shown"].input, att["legend"].input),
+            explain.attribution, att_in, att["outputs"], **UNDOC)
+    picked = g.heavy(att["dominance"].select, explain.pick_pixel, att_in[:2], [att["point"]],
+                     **PRIVATE)
+    g.heavy(picked.success, explain.attribution, att_in, att["outputs"], **UNDOC)
+    redraw = gr.on([att["changes_opacity"].input, att["changes_shown"].input],
+                   experiments.check_ablation, [att["mode"], att["parts"]], None, **QUIET)
+    g.heavy(redraw.success, experiments.ablate, abl_in, att["ablation_outputs"], **UNDOC)
+    att["mode"].change(experiments.parts_for, [att["mode"], att["parts"]], [att["parts"]],
+                       **QUIET)
 
 
-def wire_compare(inp: dict, cmp: dict) -> None:
-    """Image A is the main image; B is uploaded or generated. Compare, a new B, another filter
-    size k (after its channel list is refreshed) or another channel re-run it while there is a B;
-    the channel list listens on `select` (a pick fires it once; `input` fires twice). The
-    transplant runs on its button, a new B (after Compare) and another direction or branch."""
-    cmp["scene_b"].click(lambda seed, key: actions.make_scene(seed, 1.0, key)[0],
-                         [cmp["seed_b"], inp["model"]], [cmp["image_b"]],
-                         api_visibility="private")
-    cmp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["branch"], cmp["channel"]]
-    cmp_out = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"]]
-    cmp["run"].click(experiments.compare, cmp_in, cmp_out, api_name="compare", **HEAVY)
-    branch = cmp["branch"].change(experiments.channel_picker,
-                                  [inp["model"], cmp["branch"], cmp["channel"]],
-                                  [cmp["channel"]], api_visibility="private", **HEAVY)
-    tp_in = [inp["model"], inp["image"], cmp["image_b"], cmp["where"], cmp["direction"]]
-    tp_out = cmp["transplant_out"]
-    cmp["transplant"].click(experiments.transplant, tp_in, tp_out, api_name="transplant",
-                            **HEAVY)
-    # a new B: its transplant too, once Compare has analysed it
-    for event, then in ((cmp["image_b"].change, True), (branch.success, False),
-                        (cmp["channel"].select, False)):
-        compared = event(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
-            experiments.compare, cmp_in, cmp_out, api_visibility="undocumented", **HEAVY)
-        if then:
-            compared.success(experiments.transplant, tp_in, tp_out,
-                             api_visibility="undocumented", **HEAVY)
+def wire_lesson(g: Graph, inp: dict, att: dict, cmp: dict, page: dict, subject,
+                tokens: dict) -> None:
+    """Next / Back: the step's words, its tab and element, its image B or ablation settings;
+    the gates of the views it opens then run them, once."""
+    tab = page["tab"]
+    steps = [page["lesson_step"], page["lesson_words"], page["tabs"], tab,
+             page["lesson_target"], cmp["image_b"], att["mode"], att["parts"]]
+    for button, delta in ((page["lesson_next"], 1), (page["lesson_back"], -1)):
+        asked = [page["lesson_step"], inp["model"], inp["image"], cmp["image_b"], cmp["seed_b"]]
+        went = g.heavy(button.click, lesson.stepper(delta), asked, steps, **PRIVATE)
+        went.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)
+        fresh(went.success, ask_ablation, [tab, subject, att["mode"], att["parts"]],
+              [tokens["ablation"]])
+        fresh(went.success, ask_compare, [tab, subject, cmp["image_b"]], [tokens["compare"]])
+
+
+def wire_compare(g: Graph, inp: dict, cmp: dict, tab, subject, tok) -> None:
+    """Image A is the main image; B is uploaded or generated. Compare and its transplant run
+    (lazily, once per A and B) when its tab is open; Compare, another filter size k (after its
+    channel list is refreshed) or another channel re-run it; the transplant runs on its button
+    and on another direction or branch. The channel list listens on `select` (a pick fires it
+    once; `input` fires twice)."""
+    model, image, image_b = inp["model"], inp["image"], cmp["image_b"]
+    cmp_in = [model, image, image_b, cmp["branch"], cmp["channel"]]
+    tp_in = [model, image, image_b, cmp["where"], cmp["direction"]]
+    ask = [tab, subject, image_b]  # (the named events first: Gradio numbers a repeated name)
+    made = g.heavy(cmp["scene_b"].click, actions.make_scene_b, [cmp["seed_b"], model], [image_b],
+                   **PRIVATE)
+    fresh(made.success, ask_compare, ask, [tok])
+    fresh(on(subject.change, tab.change, image_b.input), ask_compare, ask, [tok])
+    g.heavy(cmp["run"].click, experiments.compare, cmp_in, cmp["outputs"], api_name="compare")
+    g.heavy(cmp["transplant"].click, experiments.transplant, tp_in, cmp["transplant_out"],
+            api_name="transplant")
+    compared = g.heavy(tok.change, experiments.compare, cmp_in, cmp["outputs"], **UNDOC)
+    g.heavy(compared.success, experiments.transplant, tp_in, cmp["transplant_out"], **UNDOC)
+    listed = g.heavy(cmp["branch"].input, experiments.channel_picker,
+                     [model, cmp["branch"], cmp["channel"]], [cmp["channel"]], **PRIVATE)
+    for event in (listed.success, cmp["channel"].select):
+        having_b = event(actions.require_image, [image_b], None, **QUIET)
+        g.heavy(having_b.success, experiments.compare, cmp_in, cmp["outputs"], **UNDOC)
     for event in (cmp["where"].input, cmp["direction"].input):
-        event(actions.require_image, [cmp["image_b"]], None, **QUIET).success(
-            experiments.transplant, tp_in, tp_out, api_visibility="undocumented", **HEAVY)
+        having_b = event(actions.require_image, [image_b], None, **QUIET)
+        g.heavy(having_b.success, experiments.transplant, tp_in, cmp["transplant_out"], **UNDOC)
 
 
-def wire_sweep(inp: dict, sw: dict, chain: Chain) -> None:
-    """The sweep is a generator: it streams each scale, and Stop cancels it between scales."""
-    swept = sw["run"].click(experiments.sweep,
-                            [inp["model"], inp["image"], inp["truth"], *chain.channels],
-                            [sw["animation"], sw["lines"], sw["status"]],
-                            api_name="sweep", **HEAVY)
-    sw["stop"].click(None, None, None, cancels=[swept], api_visibility="private")
+def wire_sweep(g: Graph, inp: dict, sw: dict, channels: list, subject) -> None:
+    """The sweep is a generator: it streams each scale; Stop cancels it between scales. It
+    remembers the subject it swept, so a new image marks it as showing an earlier one."""
+    began = fresh(sw["run"].click, remember_swept, [subject], [sw["swept"]])
+    swept = g.heavy(began.then, experiments.sweep,
+                    [inp["model"], inp["image"], inp["truth"], *channels],
+                    [sw["animation"], sw["lines"], sw["status"]], api_name="sweep")
+    sw["stop"].click(None, None, None, cancels=[swept], **QUIET)
 
 
-def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chain: Chain):
+def wire_page(g: Graph, demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, subject):
     """The page's own events: the view of its address on load (the first example when there is
-    none: the image's change runs the chain, so the first page is segmented with no click), the
-    address kept up to date with what is on screen, "copy link", the model card, the notice for
-    an image out of the model's domain, and the Lesson's next / back. Returns the load event."""
+    none; the model's load then makes the subject, so the first page is segmented with no
+    click), the address kept up to date with what is on screen, "copy link" and the tabs.
+    Returns the load event."""
     model, image, tab = inp["model"], inp["image"], page["tab"]
-    channels = chain.channels
+    channels = page["channels"]
     rows = page["rows"]
     view = [model, image, inp["truth"], inp["seed"], inp["scale"], page["tabs"], tab, *channels,
             cmp["branch"], cmp["channel"], att["mode"], att["parts"], att["legend"],
@@ -225,35 +371,18 @@ def wire_page(demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, chai
     start = demo.load(urlstate.restorer(rows), None, view, **QUIET)
     start.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)  # a step's link
     for tab_id, item in page["tab_items"].items():
-        item.select(lambda t=tab_id: t, None, [tab], **QUIET)
+        fresh(item.select, opened(tab_id), [], [tab])
     shown = [model, image, inp["seed"], inp["scale"], tab, *channels, cmp["branch"],
              cmp["channel"], att["mode"], att["parts"], att["legend"], att["opacity"],
              page["lesson_step"]]
     names = [r[0] for r in rows]
+
     def address(*values) -> str:  # the view's query string (computes nothing on the model)
         return urlstate.link(*values, examples=names)
 
-    gr.on([c.change for c in shown], address, shown, [inp["link"]], **QUIET).then(
+    # the image's own `change` is not a new image (see the module's docstring): the subject is
+    triggers = [subject.change, *(c.change for c in shown if c is not image)]
+    gr.on(triggers, address, shown, [inp["link"]], **QUIET).then(
         None, [inp["link"]], None, js=urlstate.SHOW_LINK, **QUIET)
     inp["copy"].click(None, None, None, js=urlstate.COPY_LINK, **QUIET)
-    forgot = image.upload(urlstate.forget_example_mask(rows), [inp["truth"]], [inp["truth"]],
-                          **QUIET)
-    chain.after(forgot)  # the run the image's change started still had the old mask
-    # After a pick, the card and the domain notice follow the load (wire_models): a pick that
-    # fails runs nothing on its key.
-    start.then(card.model_card_or_note, [model], [inp["card"]], api_visibility="private", **HEAVY)
-    image.change(card.domain_note, [model, image], [inp["domain"]], api_visibility="private",
-                 **HEAVY)
-    steps = [page["lesson_step"], page["lesson_words"], page["tabs"], tab,
-             page["lesson_target"], cmp["image_b"], att["mode"], att["parts"]]
-    for button, delta in ((page["lesson_next"], 1), (page["lesson_back"], -1)):
-        went = button.click(lambda n, key, a, b, seed, d=delta: lesson.go(n, d, key, a, b, seed),
-                            [page["lesson_step"], model, image, cmp["image_b"], cmp["seed_b"]],
-                            steps, api_visibility="private", **HEAVY)
-        went.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)
-        went.success(lesson.require_ablation_step, [page["lesson_step"]], None, **QUIET).success(
-            experiments.ablate, chain.abl_in, chain.abl_out, api_visibility="undocumented",
-            **HEAVY)
-    image.change(lesson.page, [page["lesson_step"], model, image], [page["lesson_words"]],
-                 api_visibility="private", **HEAVY)  # the step's numbers are the new image's
     return start

@@ -21,8 +21,8 @@ from .explain import class_filter, readout
 from .figures import cosine_lines, filter_panels, sweep_lines
 from .filters import bank_cosine, cosine_per_channel, shared_range
 from .metrics import class_changes, mean_iou
-from .runtime import (Seen, channel_choices, gpu, ranking, see, segmentation, user_errors,
-                      valid_channel)
+from .runtime import (Seen, channel_choices, gpu, kept, ranking, see, segmentation,
+                      user_errors, valid_channel)
 from .sweep_view import Frame, Panel, sweep_html
 from .transplant import with_filters
 
@@ -43,6 +43,28 @@ def check_ablation(mode: str, parts: list[str] | None) -> None:
     if mode == SUMMED and not any(p.startswith("k=") and p != "k=1" for p in parts):
         raise gr.Error("Tick a branch with k > 1: its filters' taps are summed (k=1's filters "
                        "are 1x1 already).")
+
+
+PARTS = ("x", "k=1", "k=3", "k=5", "k=7")  # the ticks: the inputs of the bottleneck
+SUMMABLE = PARTS[2:]  # the branches whose filters have taps to sum (k > 1)
+
+
+def parts_for(mode: str, parts: list[str] | None) -> gr.CheckboxGroup:
+    """The ticks as the ablation `mode` reads them: all five to remove or keep; none for static
+    filters, which replace every branch's filters (disabled, and it says why); only k > 1 for
+    summed taps (x has no filter, k=1's filters are 1x1 already)."""
+    parts = list(parts or [])
+    if mode == STATIC:
+        return gr.CheckboxGroup(choices=list(PARTS), interactive=False,
+                                label="inputs of the bottleneck: not used by static filters, "
+                                      "which replace the filters of every branch")
+    if mode == SUMMED:
+        return gr.CheckboxGroup(choices=list(SUMMABLE), value=[p for p in parts if p in SUMMABLE],
+                                interactive=True,
+                                label="branches whose filter taps are summed (k > 1: x has no "
+                                      "filter, k=1's are 1x1 already)")
+    return gr.CheckboxGroup(choices=list(PARTS), interactive=True,
+                            label="inputs of the bottleneck")
 
 
 def ablated(seen: Seen, key: str, mode: str, parts: list[str]
@@ -116,7 +138,7 @@ def channel_picker(key: str, k: int, channel: int | None) -> gr.Dropdown:
     k = int(k)
     if k not in r.order:
         raise gr.Error(f"this model has no branch with filter size {k}")
-    return gr.Dropdown(choices=channel_choices(r, k), value=valid_channel(r, k, channel))
+    return kept(gr.Dropdown, channel_choices(r, k), channel, valid_channel(r, k, channel))
 
 
 @user_errors

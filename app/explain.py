@@ -17,7 +17,7 @@ from .analysis import X, branch_name
 from .attribution import cell_margin, decisions, logit_parts
 from .figures import margin_bars, message_figure, roles_plot
 from .roles import BACKGROUND, branch_roles, changed_share, decider, removed_labels
-from .runtime import gpu, see, user_errors
+from .runtime import gpu, kept, see, user_errors
 
 ALL = "all classes"  # the class filter's "no filter"
 EVERY_INPUT = "every input"  # the legend's "no filter"
@@ -33,9 +33,9 @@ def class_filter(choice: str | None, label: np.ndarray, classes: tuple[str, ...]
     """(H, W) pixels to show for the chosen class (all for ALL or a class not present), and the
     filter control with the classes present."""
     names = [classes[c] for c in present]
-    choice = choice if choice in names else ALL
+    asked, choice = choice, choice if choice in names else ALL
     keep = np.ones(label.shape, bool) if choice == ALL else label == classes.index(choice)
-    return keep, gr.Radio(choices=[ALL, *names], value=choice)
+    return keep, kept(gr.Radio, [ALL, *names], asked, choice)
 
 
 def cell_of(point: tuple[float, float] | None, cells: tuple[int, int]) -> tuple[int, int]:
@@ -81,9 +81,9 @@ def attribution(key: str, image: str | None, opacity: float, shown: str | None,
               *(round(100 * float(v) / float(counts[c].sum()), 1) for v in counts[c])]
              for c in present]
     table = gr.Dataframe(value=rows, headers=["class", "pixels %", *names])
-    legend = gr.Radio(choices=[(EVERY_INPUT, EVERY_INPUT), *(
+    legend = kept(gr.Radio, [(EVERY_INPUT, EVERY_INPUT), *(
         (f"{n} · {100 * v / a.label.size:.0f}%", n) for n, v in zip(names, total, strict=True))],
-        value=decided if decided in names else EVERY_INPUT)
+        decided, decided if decided in names else EVERY_INPUT)
     terms = logit_parts(a.split, a.classifier)  # once, for the clicked cell and every cell
     return (view, picker, table, legend, pixel_bars(a, terms, cell),
             readout(a, terms, "#attribution-map"))

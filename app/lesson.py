@@ -151,6 +151,14 @@ def go(number: int, delta: int, key: str, image: str | None, image_b: str | None
             ["k=7"] if ablation else gr.skip())
 
 
+def stepper(delta: int):
+    """The action of Next (delta 1) or Back (-1): `go` with that delta."""
+    def step(number: int, key: str, image: str | None, image_b: str | None, seed_b: float | None):
+        return go(number, delta, key, image, image_b, seed_b)
+    step.__name__ = "lesson_next" if delta > 0 else "lesson_back"
+    return step
+
+
 def step_of(number: int) -> Step | None:
     """Step `number` (1-based); None for the introduction or a number past the last step."""
     return STEPS[number - 1] if 0 < number <= len(STEPS) else None

@@ -169,6 +169,14 @@ def ranking(key: str) -> Reference:
     return result
 
 
+def kept(control: type, choices: list, asked, value) -> gr.components.Component:
+    """A control's new choices; its value is written only when it must change (the one asked
+    for is gone), so that a late event never puts back a value the user has changed since."""
+    if value == asked:
+        return control(choices=choices)
+    return control(choices=choices, value=value)
+
+
 def channel_choices(r: Reference, k: int) -> list[tuple[str, int]]:
     """Dropdown entries for branch k: most input-dependent channel first, with its score."""
     return [(f"ch {c} · varies {r.score[k][c]:.3g}", int(c)) for c in r.order[k]]

@@ -14,7 +14,7 @@ import gradio as gr
 from . import actions, hover, lesson, models, overlays, sweep_view, text
 from .diagram import architecture_svg
 from .events import wire
-from .experiments import ABLATIONS, ALL_BRANCHES, TRANSPLANTS
+from .experiments import ABLATIONS, ALL_BRANCHES, PARTS, TRANSPLANTS
 from .explain import ALL, EVERY_INPUT
 from .images import list_examples
 
@@ -148,7 +148,7 @@ def build() -> gr.Blocks:
                     with gr.Tab("About DMNet", id="about") as tab_about:
                         gr.HTML(architecture_svg(), elem_id="architecture")
                         gr.Markdown(text.ABOUT)
-        tab = gr.Textbox("segmentation", visible="hidden")  # the open tab's id, for links
+        tab = gr.State("segmentation")  # the open tab's id, for the views' gates and the address
         page.update(tabs=tabs, tab=tab, rows=rows, tab_items={
             "segmentation": tab_seg, "branches": tab_br, "attribution": tab_att,
             "compare": tab_cmp, "sweep": tab_sw, "about": tab_about})
@@ -166,7 +166,7 @@ def lesson_panel() -> dict:
             forward = gr.Button("Next ▶", size="sm", scale=0, min_width=90, variant="primary",
                                 elem_id="lesson-next")
     return dict(lesson_back=back, lesson_words=words, lesson_next=forward,
-                lesson_step=gr.State(0), lesson_target=gr.Textbox(visible="hidden"))
+                lesson_step=gr.State(0), lesson_target=gr.Textbox(visible="hidden", elem_id="lesson-target"))
 
 
 def input_panel(rows: list[tuple[str, str | None]]) -> dict:
@@ -178,9 +178,9 @@ def input_panel(rows: list[tuple[str, str | None]]) -> dict:
         card = gr.Markdown(elem_id="model-card")
     in_use = gr.State(models.DEMO)  # the last model this session loaded (the picker returns to it)
     with gr.Row():
-        stop = gr.Button("Stop loading / analysing", size="sm", variant="stop")
+        stop = gr.Button("Stop loading / analysing", size="sm", variant="stop", elem_id="stop")
         copy = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
-    link = gr.Textbox(visible="hidden")  # the view's query string (app/urlstate.py)
+    link = gr.Textbox(visible="hidden", elem_id="link")  # the view's query string (app/urlstate.py)
     with gr.Accordion(f"Upload a DMNet checkpoint (.pth, up to {max_upload_mb():,} MB)",
                       open=False):
         ckpt = gr.File(label="checkpoint", file_types=list(models.SUFFIXES), type="filepath",
@@ -192,7 +192,8 @@ def input_panel(rows: list[tuple[str, str | None]]) -> dict:
     truth_view = gr.Image(label="true mask", visible=False,
                           interactive=False, height=200, format="png", elem_id="true-mask")
     with gr.Accordion("True mask (optional: a PNG of class ids)", open=False):
-        truth = gr.File(label="true mask", file_types=[".png"], type="filepath")
+        truth = gr.File(label="true mask", file_types=[".png"], type="filepath",
+                        elem_id="true-mask-file")
     domain = gr.Markdown(elem_id="domain-note")  # out of the model's domain (app/card.py)
     notes = gr.Markdown(elem_id="input-notes")
     examples = None
@@ -281,7 +282,7 @@ def attribution_tab() -> dict:
         with gr.Column(scale=2):
             mode = gr.Radio(list(ABLATIONS), value="remove", label="ablation",
                             elem_id="ablation-mode")
-            parts = gr.CheckboxGroup(["x", "k=1", "k=3", "k=5", "k=7"], value=["k=7"],
+            parts = gr.CheckboxGroup(list(PARTS), value=["k=7"],
                                      label="inputs of the bottleneck", elem_id="ablation-parts")
             run = gr.Button("Ablate", variant="primary")
             summary = gr.Markdown(elem_id="ablation-summary")
@@ -311,9 +312,9 @@ def compare_tab() -> dict:
         with gr.Column():
             seed_b = gr.Number(label="scene seed for B", value=1, precision=0, minimum=0)
             scene_b = gr.Button("Generate scene B")
-            branch = gr.Radio([1, 3, 5, 7], value=3, label="filter size k")
+            branch = gr.Radio([1, 3, 5, 7], value=3, label="filter size k", elem_id="compare-k")
             channel = gr.Dropdown(label="channel (most input-dependent first)", choices=[],
-                                  allow_custom_value=True)
+                                  allow_custom_value=True, elem_id="compare-channel")
             run = gr.Button("Compare", variant="primary")
     with gr.Row():
         pred_a = gr.Image(label="A: prediction", interactive=False, height=250, format="jpeg")
@@ -361,7 +362,8 @@ def sweep_tab() -> dict:
                         js_on_load=sweep_view.JS, css_template=sweep_view.CSS, min_height=120)
     lines = gr.Plot(show_label=False)
     gr.Markdown(text.SWEEP, elem_classes="teach")
-    return dict(run=run, stop=stop, status=status, animation=animation, lines=lines)
+    return dict(run=run, stop=stop, status=status, animation=animation, lines=lines,
+                swept=gr.State(None))  # the subject it last swept (`events.sweep_note`)
 
 
 def max_upload_mb() -> int:

@@ -80,3 +80,26 @@ def test_the_zoom_is_held_at_1_for_a_patternmatch_model(monkeypatch):
     free = actions.zoom_slider("any")
     assert free.interactive is True and free.label == actions.ZOOM_LABEL
     assert "value" not in free.constructor_args  # an update: the user's zoom stays
+
+
+def test_the_ticks_follow_the_ablation_mode():
+    """A control that a mode ignores is disabled and says why (static filters), or offers only
+    what the mode reads (summed taps: k > 1)."""
+    from app.experiments import parts_for
+
+    static = parts_for("static filters", ["k=3", "k=7"])
+    assert static.interactive is False and "not used by static filters" in static.label
+    summed = parts_for("taps summed", ["x", "k=1", "k=5"])
+    assert summed.choices == [(p, p) for p in ("k=3", "k=5", "k=7")]
+    assert summed.value == ["k=5"] and summed.interactive and "k > 1" in summed.label
+    again = parts_for("remove", ["k=5"])
+    assert again.interactive and len(again.choices) == 5 and again.label.startswith("inputs")
+
+
+def test_a_control_keeps_the_users_value_unless_it_is_gone():
+    import gradio as gr
+
+    from app.runtime import kept
+
+    assert kept(gr.Radio, ["a", "b"], "b", "b").value is None  # not written
+    assert kept(gr.Radio, ["a", "b"], "c", "a").value == "a"  # reset: c is not a choice

@@ -117,7 +117,7 @@ def test_a_failed_pick_runs_nothing_else_on_the_failed_key(demo_env):
         ("back_to", True), ("refresh_choices", False)}
     kept = next(fn for fn in after if fn.name == "refresh_choices")
     assert {fn.name for fn in fns if fn.trigger_after == kept._id} >= {
-        "model_card_or_note", "domain_note"}  # the card and notice follow a load that worked
+        "model_card_or_note", "subject_of"}  # the card, and the new subject (its notices)
 
 
 class Exploit:

@@ -134,7 +134,7 @@ def test_actions_explain_the_prediction(demo_env, scene):
     shares = {v: float(label.split(" · ")[1].rstrip("%")) for label, v in legend.choices[1:]}
     top = max(shares, key=shares.get)
     only, _, _, picked, _, _ = explain.attribution("demo", image, 0.0, None, None, top)
-    assert picked.value == top
+    assert picked.value is None  # not written back: the pick on screen stays the user's
     shown = 100 * (1 - (only == overlays.FILTERED).all(-1).mean())
     assert shown == pytest.approx(shares[top], abs=3)  # the map's cells vs the legend's pixels
     assert not (only == view).all()
