@@ -210,8 +210,8 @@ def segment(key: str, image: str | None, truth: str | None, opacity: float, high
     rows = [[a.classes[c], round(100 * float(share[c]), 2),
              None if per_iou is None or not math.isfinite(per_iou[c])
              else round(100 * float(per_iou[c]), 1)] for c in present]
-    return (gr.AnnotatedImage(value=(a.image, annotations)), kept(gr.Dropdown, [NO_HIGHLIGHT, *names], asked,
-                                         highlight or NO_HIGHLIGHT),
+    picker = kept(gr.Dropdown, [NO_HIGHLIGHT, *names], asked, highlight or NO_HIGHLIGHT)
+    return (gr.AnnotatedImage(value=(a.image, annotations)), picker,
             bars, rows, describe(seen))
 
 

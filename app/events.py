@@ -12,11 +12,11 @@ The design (the generated table of every trigger -> action -> outputs: `app/EVEN
   (dozens of times a second under load), and a hidden Textbox that held the open tab fired it
   twice a second with no event writing it (seen under load); the open tab and the views'
   tokens are States too.
-- **Lazy views.** The Segmentation view (and the sidebar's mask, notices and lesson words) runs
-  for every new subject. Branches, Attribution (and its ablation) and Compare run when their
-  tab is open, once per subject (`flow.CLAIMS`), each through a *token* (a State) whose
-  change starts its chain. The sweep never starts by itself: its status says when it shows another
-  image.
+- **Lazy views** (`app/gates.py`). The Segmentation view (and the sidebar's mask, notices and
+  lesson words) runs for every new subject. Branches, Attribution (and its ablation) and
+  Compare run when their tab is open, once per subject (`flow.CLAIMS`), each through a *token*
+  (a State) whose change starts its chain. The sweep never starts by itself: its status says
+  when it shows another image.
 - **Controls are the user's.** An event never writes a control's value back (only its
   choices, and a value only when the old one no longer exists); every model event passes
   through `flow.model_event`, where the freshest event of a browser tab wins each output.
@@ -30,12 +30,12 @@ share one concurrency group (`HEAVY`), so users queue for the model instead of o
 
 from __future__ import annotations
 
-import json
-
 import gradio as gr
 
 from . import actions, card, experiments, explain, lesson, urlstate
-from .flow import CLAIMS, freshest, model_event, token
+from .flow import freshest, model_event
+from .gates import (ask_ablation, ask_compare, gate, opened, own_image, press_ablate,
+                    remember_swept, require_subject, stop_all, subject_of, sweep_note)
 
 HEAVY = dict(concurrency_id="model", concurrency_limit=2, trigger_mode="always_last")
 QUIET = dict(queue=False, api_visibility="private")  # UI-only helpers that write no State
@@ -70,87 +70,6 @@ def fresh(trigger, fn, inputs: list, outputs: list, **kw):
     """An event that writes a State (`STATEFUL`), whose outputs a later-started one of the
     browser tab may own (`flow.freshest`)."""
     return trigger(freshest(fn, outputs), inputs, outputs, **{**STATEFUL, **kw})
-
-
-# --- the subject and the lazy views' gates ------------------------------------------------------
-
-def subject_of(key: str | None, image: str | None, truth: str | None) -> tuple:
-    """(the mask as it is, the subject's text: "" while there is no image, nothing runs). It
-    writes the mask too (leaving it as it is), so that an older `own` finishing later cannot
-    take away a mask the user has given since (`flow.freshest`)."""
-    return gr.skip(), json.dumps([key or "", image, truth or ""]) if image else ""
-
-
-def own_image(rows):
-    """A user's own image (upload, webcam, paste, clear): an example's or a scene's mask cannot
-    be its mask, so it goes (a mask the user gave is kept). Returns (mask, subject)."""
-    def own(key: str | None, image: str | None, truth: str | None):
-        keep = truth if not urlstate.example_mask(truth, rows) else None
-        return (gr.skip() if keep == truth else keep), subject_of(key, image, keep)[1]
-    return own
-
-
-def require_subject(subject: str) -> None:
-    if not subject:
-        raise gr.Error("no image", visible=False, print_exception=False)
-
-
-def gate(view: str, tab_id: str):
-    """A lazy view's gate: a new token when its tab is open and it has not been asked for the
-    subject yet in this browser tab."""
-    def ask(tab: str, subject: str):
-        if tab != tab_id or not subject or not CLAIMS.claim(view, subject):
-            return gr.skip()
-        return token(subject)
-    ask.__name__ = f"ask_{view}"
-    return ask
-
-
-def ask_ablation(tab: str, subject: str, mode: str, parts: list[str] | None, force: bool = False):
-    """The ablation's gate: its key is the subject, the mode and the ticks."""
-    key = json.dumps([subject, mode, sorted(parts or [])])
-    if not subject or (not force and (tab != "attribution" or not CLAIMS.claim("ablation", key))):
-        return gr.skip()
-    if force:
-        CLAIMS.claim("ablation", key)
-    return token(key)
-
-
-def press_ablate(tab: str, subject: str, mode: str, parts: list[str] | None):
-    """The Ablate button: run it now, even for the same key."""
-    return ask_ablation(tab, subject, mode, parts, force=True)
-
-
-def ask_compare(tab: str, subject: str, image_b: str | None):
-    """Compare's gate: while there is a B, for this subject and this B."""
-    key = json.dumps([subject, image_b])
-    if tab != "compare" or not subject or not image_b or not CLAIMS.claim("compare", key):
-        return gr.skip()
-    return token(key)
-
-
-def stop_all() -> None:
-    """Stop: the views forget what they were asked for (their events are cancelled)."""
-    CLAIMS.forget()
-
-
-def opened(tab_id: str):
-    """The action of a tab's `select`: the open tab's id, for the gates and the address."""
-    def tab_opened() -> str:
-        return tab_id
-    return tab_opened
-
-
-def remember_swept(subject: str) -> str:
-    return subject
-
-
-def sweep_note(subject: str, swept: str | None):
-    """The sweep's status when A changed after it ran: it shows an earlier image."""
-    if not swept or swept == subject:
-        return gr.skip()
-    return ("⚠️ **This sweep shows an earlier image** (or model): run it again for the image "
-            "on screen.")
 
 
 # --- wiring ---------------------------------------------------------------------------------------

@@ -58,11 +58,12 @@ def parts_for(mode: str, parts: list[str] | None) -> gr.CheckboxGroup:
         return gr.CheckboxGroup(choices=list(PARTS), interactive=False,
                                 label="inputs of the bottleneck: not used by static filters, "
                                       "which replace the filters of every branch")
-    if mode == SUMMED:
-        return gr.CheckboxGroup(choices=list(SUMMABLE), value=[p for p in parts if p in SUMMABLE],
-                                interactive=True,
-                                label="branches whose filter taps are summed (k > 1: x has no "
-                                      "filter, k=1's are 1x1 already)")
+    if mode == SUMMED:  # the ticks are written only when some went (the user's stay)
+        summable = [p for p in parts if p in SUMMABLE]
+        return gr.CheckboxGroup(**dict(choices=list(SUMMABLE), interactive=True,
+                                       label="branches whose filter taps are summed (k > 1: x "
+                                             "has no filter, k=1's are 1x1 already)"),
+                                **({} if summable == parts else dict(value=summable)))
     return gr.CheckboxGroup(choices=list(PARTS), interactive=True,
                             label="inputs of the bottleneck")
 

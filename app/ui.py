@@ -166,7 +166,8 @@ def lesson_panel() -> dict:
             forward = gr.Button("Next ▶", size="sm", scale=0, min_width=90, variant="primary",
                                 elem_id="lesson-next")
     return dict(lesson_back=back, lesson_words=words, lesson_next=forward,
-                lesson_step=gr.State(0), lesson_target=gr.Textbox(visible="hidden", elem_id="lesson-target"))
+                lesson_step=gr.State(0),
+                lesson_target=gr.Textbox(visible="hidden", elem_id="lesson-target"))
 
 
 def input_panel(rows: list[tuple[str, str | None]]) -> dict:

@@ -92,6 +92,7 @@ def test_the_ticks_follow_the_ablation_mode():
     summed = parts_for("taps summed", ["x", "k=1", "k=5"])
     assert summed.choices == [(p, p) for p in ("k=3", "k=5", "k=7")]
     assert summed.value == ["k=5"] and summed.interactive and "k > 1" in summed.label
+    assert "value" not in parts_for("taps summed", ["k=5"]).constructor_args  # ticks stay
     again = parts_for("remove", ["k=5"])
     assert again.interactive and len(again.choices) == 5 and again.label.startswith("inputs")
 

@@ -185,3 +185,29 @@ def test_claims_run_a_view_once_per_key_until_stop():
     token = in_session("tab-d")
     assert claims.claim("branches", "subject 2")  # each browser tab its own
     LocalContext.request.reset(token)
+
+
+def test_a_lazy_view_runs_when_its_tab_is_open_once_per_subject():
+    from app import gates as events
+
+    ask = events.gate("branches", "branches")
+    token = in_session("tab-lazy")
+    assert ask("attribution", "s1") == gr.skip()  # its tab is closed
+    assert ask("branches", "") == gr.skip()  # no image
+    first = ask("branches", "s1")
+    assert first.startswith("s1#")
+    assert ask("branches", "s1") == gr.skip()  # the tab switch of the same action
+    assert ask("branches", "s2").startswith("s2#")  # a new image
+    assert events.ask_compare("compare", "s2", None) == gr.skip()  # no B
+    assert events.ask_compare("compare", "s2", "b.png") != gr.skip()
+    events.stop_all()
+    assert ask("branches", "s2").startswith("s2#")  # after Stop it runs again
+    LocalContext.request.reset(token)
+
+
+def test_a_sweep_of_an_earlier_image_says_so():
+    from app import gates as events
+
+    assert events.sweep_note("s1", None) == gr.skip()  # never swept
+    assert events.sweep_note("s1", "s1") == gr.skip()
+    assert "earlier image" in events.sweep_note("s2", "s1")
