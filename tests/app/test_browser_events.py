@@ -44,6 +44,9 @@ LEGEND = ("[...document.querySelectorAll('#attribution-legend input')]"
 RADIO = "[...document.querySelectorAll('{} input')].find(i => i.checked)?.value"
 STEP = "document.querySelector('#lesson-step')?.innerText.match(/Step \\d+/)?.[0]"
 MODEL = "document.querySelector('#model-picker input')?.value.split(':')[0]"
+CHANNEL = "document.querySelector('#compare-channel input')?.value"
+TICKS = ("[...document.querySelectorAll('#ablation-parts label')]"
+         ".filter(l => l.querySelector('input').checked).map(l => l.innerText.trim()).join()")
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +181,15 @@ def test_b_in_compare_and_a_lesson_step_during_a_chain(page: Page, slow_server, 
     page.locator("#compare-k label").filter(has_text="5").click()
     watch.pick("k", RADIO.format("#compare-k"), "5")
     upload(page, "#input-image-b", photo)
+    page.locator("#compare-channel").click()  # a channel pick while B's chain runs
+    option = page.locator("ul[role=listbox] li").nth(2)
+    label = option.inner_text().strip()
+    option.click()
+    watch.pick("channel", CHANNEL, label)
     runs = watch.quiet(time.monotonic())
-    assert runs["compare"] <= 2 and runs["transplant"] <= 1, runs  # B; (the k pick with no B)
-    expect(page.locator("#compare-pair")).to_contain_text("k=5, channel")
+    assert runs["compare"] <= 2 and runs["transplant"] <= 1, runs  # B, the channel pick
+    channel = label.split()[1]
+    expect(page.locator("#compare-pair")).to_contain_text(f"k=5, channel {channel}:")
 
     upload(page, "#input-image", examples / "scene7.png")  # A changes: Compare runs again
     page.locator("#lesson-next").click()  # and a lesson step while that chain runs
@@ -201,6 +210,8 @@ def test_a_model_pick_during_a_chain_and_stop(page: Page, slow_server, examples,
     watch.pick("model", MODEL, "local")
     page.locator("#ablation-mode label").filter(has_text="keep only").click()
     watch.pick("mode", RADIO.format("#ablation-mode"), "keep only")
+    page.locator("#ablation-parts").get_by_label("k=3", exact=True).check()
+    watch.pick("ticks", TICKS, "k=3,k=7")
     runs = watch.quiet(time.monotonic())
     assert runs["load_model"] == 1 and runs["segment"] <= 2, runs
     expect(page.locator("#model-info")).to_contain_text("other_shapes.pth")
