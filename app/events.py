@@ -203,8 +203,9 @@ def wire_attribution(g: Graph, inp: dict, att: dict, tab, subject, tokens: dict)
     g.heavy(drawn.success, explain.roles, [model, image, truth], att["roles_outputs"],
             api_name="roles")
     fresh(on(subject.change, tab.change), ask_ablation, asked, [abl])
+    # queued: the message of a `queue=False` event's gr.Error never reaches the page
     pressed = att["run"].click(experiments.check_ablation, [att["mode"], att["parts"]], None,
-                               **QUIET)
+                               **STATEFUL)
     fresh(pressed.success, press_ablate, asked, [abl])
     checked = abl.change(experiments.check_ablation, [att["mode"], att["parts"]], None, **QUIET)
     g.heavy(checked.success, experiments.ablate, abl_in, att["ablation_outputs"],

@@ -46,26 +46,23 @@ def check_ablation(mode: str, parts: list[str] | None) -> None:
 
 
 PARTS = ("x", "k=1", "k=3", "k=5", "k=7")  # the ticks: the inputs of the bottleneck
-SUMMABLE = PARTS[2:]  # the branches whose filters have taps to sum (k > 1)
 
 
 def parts_for(mode: str, parts: list[str] | None) -> gr.CheckboxGroup:
     """The ticks as the ablation `mode` reads them: all five to remove or keep; none for static
     filters, which replace every branch's filters (disabled, and it says why); only k > 1 for
-    summed taps (x has no filter, k=1's filters are 1x1 already)."""
-    parts = list(parts or [])
+    summed taps (x has no filter, k=1's are 1x1 already: those two are hidden by the class
+    "summed", app/ui.py's CSS). Neither the choices nor the ticks are written: a new list would
+    be drawn anew under a tick the user is making."""
     if mode == STATIC:
-        return gr.CheckboxGroup(choices=list(PARTS), interactive=False,
+        return gr.CheckboxGroup(interactive=False, elem_classes=[],
                                 label="inputs of the bottleneck: not used by static filters, "
                                       "which replace the filters of every branch")
-    if mode == SUMMED:  # the ticks are written only when some went (the user's stay)
-        summable = [p for p in parts if p in SUMMABLE]
-        return gr.CheckboxGroup(**dict(choices=list(SUMMABLE), interactive=True,
-                                       label="branches whose filter taps are summed (k > 1: x "
-                                             "has no filter, k=1's are 1x1 already)"),
-                                **({} if summable == parts else dict(value=summable)))
-    return gr.CheckboxGroup(choices=list(PARTS), interactive=True,
-                            label="inputs of the bottleneck")
+    if mode == SUMMED:
+        return gr.CheckboxGroup(interactive=True, elem_classes=["summed"],
+                                label="branches whose filter taps are summed (k > 1 only: x has "
+                                      "no filter, k=1's are 1x1 already)")
+    return gr.CheckboxGroup(interactive=True, elem_classes=[], label="inputs of the bottleneck")
 
 
 def ablated(seen: Seen, key: str, mode: str, parts: list[str]

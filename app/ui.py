@@ -53,6 +53,8 @@ ul.options li, ul[role=listbox] li { white-space: normal !important; }
 #lesson-step { min-height: 3em; }
 #domain-note { color: var(--body-text-color); background: #fff4e5; border-radius: 8px; }
 #domain-note:empty { display: none; }
+/* "taps summed" reads only the ticks of k > 1 (experiments.parts_for): x and k=1 are hidden */
+#ablation-parts.summed label:nth-of-type(-n+2) { display: none; }
 """
 # Every plotly figure is resized whenever its box changes size: Gradio draws a plot when it
 # mounts (a tab opening, a new value) and plotly then listens only to window resizes, so a plot
