@@ -54,6 +54,14 @@ class Graph:
     def __init__(self) -> None:
         self.running: list = []
 
+    def fresh(self, trigger, fn, inputs: list, outputs: list, **kw):
+        """An event that writes a State (`STATEFUL`), whose outputs a later-started one of the
+        browser tab may own (`flow.freshest`); Stop cancels it too (a subject written after
+        Stop would start every view again)."""
+        event = trigger(freshest(fn, outputs), inputs, outputs, **{**STATEFUL, **kw})
+        self.running.append(event)
+        return event
+
     def heavy(self, trigger, fn, inputs: list, outputs: list, **kw):
         """A model event: `trigger(fn, inputs, outputs, ...)` with `fn` through `model_event`."""
         event = trigger(model_event(fn, outputs), inputs, outputs, **{**HEAVY, **kw})
@@ -64,12 +72,6 @@ class Graph:
 def on(*triggers):
     """A trigger for `Graph.heavy` made of several events (`gr.on`)."""
     return lambda fn, inputs, outputs, **kw: gr.on(list(triggers), fn, inputs, outputs, **kw)
-
-
-def fresh(trigger, fn, inputs: list, outputs: list, **kw):
-    """An event that writes a State (`STATEFUL`), whose outputs a later-started one of the
-    browser tab may own (`flow.freshest`)."""
-    return trigger(freshest(fn, outputs), inputs, outputs, **{**STATEFUL, **kw})
 
 
 # --- wiring ---------------------------------------------------------------------------------------
@@ -108,13 +110,13 @@ def wire_subject(g: Graph, inp: dict, seg: dict, page: dict, subject, sw: dict) 
     """A new subject: the Segmentation view and the sidebar's mask, notices and lesson words."""
     model, image, truth = inp["model"], inp["image"], inp["truth"]
     found, made = [model, image, truth], [truth, subject]
-    fresh(image.input, own_image(page["rows"]), found, made)
-    fresh(on(truth.upload, truth.clear), subject_of, found, made)
+    g.fresh(image.input, own_image(page["rows"]), found, made)
+    g.fresh(on(truth.upload, truth.clear), subject_of, found, made)
     scene = g.heavy(inp["scene"].click, actions.make_scene, [inp["seed"], inp["scale"], model],
                     [image, truth], api_name="generate_scene")
-    fresh(scene.success, subject_of, found, made)
+    g.fresh(scene.success, subject_of, found, made)
     if inp["examples"] is not None:
-        fresh(inp["examples"].load_input_event.then, subject_of, found, made)
+        g.fresh(inp["examples"].load_input_event.then, subject_of, found, made)
     ready = subject.change(require_subject, [subject], None, **QUIET)
     g.heavy(ready.success, actions.segment, [*found, seg["opacity"], seg["highlight"]],
             seg["outputs"], api_name="segment")
@@ -136,7 +138,7 @@ def wire_models(g: Graph, start, inp: dict, cmp: dict, subject) -> None:
     picker = [model, cmp["branch"], cmp["channel"]]
     loaded = g.heavy(start.then, actions.startup, [model], [info], **PRIVATE)
     started = loaded.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
-    fresh(started.success, subject_of, found, [inp["truth"], subject])
+    g.fresh(started.success, subject_of, found, [inp["truth"], subject])
     started.success(actions.zoom_slider, [model], [inp["scale"]], **QUIET)
     g.heavy(started.success(actions.require_demo, [model], None, **QUIET).success,
             experiments.channel_picker, picker, [cmp["channel"]], **PRIVATE)
@@ -151,7 +153,7 @@ def wire_models(g: Graph, start, inp: dict, cmp: dict, subject) -> None:
     for load in loads:
         g.heavy(load.failure, actions.back_to, [in_use], [model, info], **PRIVATE)
         kept = load.success(actions.refresh_choices, [model], [model, in_use], **QUIET)
-        fresh(kept.success, subject_of, found, [inp["truth"], subject])
+        g.fresh(kept.success, subject_of, found, [inp["truth"], subject])
         kept.success(actions.zoom_slider, [model], [inp["scale"]], **QUIET)
         g.heavy(kept.success, card.model_card_or_note, [model], [inp["card"]], **PRIVATE)
         g.heavy(kept.success, experiments.channel_picker, picker, [cmp["channel"]], **PRIVATE)
@@ -173,7 +175,7 @@ def wire_branches(g: Graph, inp: dict, br: dict, tab, subject, tok) -> None:
     column's channel redraws that column."""
     model, image = inp["model"], inp["image"]
     channels = [br["columns"][k].channel for k in actions.FILTER_SIZES]
-    fresh(on(subject.change, tab.change), gate("branches", "branches"), [tab, subject], [tok])
+    g.fresh(on(subject.change, tab.change), gate("branches", "branches"), [tab, subject], [tok])
     branched = g.heavy(tok.change, actions.branches, [model, image, *channels], br["outputs"],
                        api_name="branches")
     g.heavy(branched.success, explain.removals, [model, image, inp["truth"]], br["removed"],
@@ -196,17 +198,17 @@ def wire_attribution(g: Graph, inp: dict, att: dict, tab, subject, tokens: dict)
               att["changes_shown"]]
     asked = [tab, subject, att["mode"], att["parts"]]
     tok, abl = tokens["attribution"], tokens["ablation"]
-    fresh(on(subject.change, tab.change), gate("attribution", "attribution"), [tab, subject],
-          [tok])
+    g.fresh(on(subject.change, tab.change), gate("attribution", "attribution"), [tab, subject],
+            [tok])
     drawn = g.heavy(tok.change, explain.attribution, att_in, att["outputs"],
                     api_name="attribution")
     g.heavy(drawn.success, explain.roles, [model, image, truth], att["roles_outputs"],
             api_name="roles")
-    fresh(on(subject.change, tab.change), ask_ablation, asked, [abl])
+    g.fresh(on(subject.change, tab.change), ask_ablation, asked, [abl])
     # queued: the message of a `queue=False` event's gr.Error never reaches the page
-    pressed = att["run"].click(experiments.check_ablation, [att["mode"], att["parts"]], None,
-                               **STATEFUL)
-    fresh(pressed.success, press_ablate, asked, [abl])
+    pressed = g.fresh(att["run"].click, experiments.check_ablation, [att["mode"], att["parts"]],
+                      [])
+    g.fresh(pressed.success, press_ablate, asked, [abl])
     checked = abl.change(experiments.check_ablation, [att["mode"], att["parts"]], None, **QUIET)
     g.heavy(checked.success, experiments.ablate, abl_in, att["ablation_outputs"],
             api_name="ablate")
@@ -233,9 +235,9 @@ def wire_lesson(g: Graph, inp: dict, att: dict, cmp: dict, page: dict, subject,
         asked = [page["lesson_step"], inp["model"], inp["image"], cmp["image_b"], cmp["seed_b"]]
         went = g.heavy(button.click, lesson.stepper(delta), asked, steps, **PRIVATE)
         went.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)
-        fresh(went.success, ask_ablation, [tab, subject, att["mode"], att["parts"]],
+        g.fresh(went.success, ask_ablation, [tab, subject, att["mode"], att["parts"]],
               [tokens["ablation"]])
-        fresh(went.success, ask_compare, [tab, subject, cmp["image_b"]], [tokens["compare"]])
+        g.fresh(went.success, ask_compare, [tab, subject, cmp["image_b"]], [tokens["compare"]])
 
 
 def wire_compare(g: Graph, inp: dict, cmp: dict, tab, subject, tok) -> None:
@@ -250,8 +252,8 @@ def wire_compare(g: Graph, inp: dict, cmp: dict, tab, subject, tok) -> None:
     ask = [tab, subject, image_b]  # (the named events first: Gradio numbers a repeated name)
     made = g.heavy(cmp["scene_b"].click, actions.make_scene_b, [cmp["seed_b"], model], [image_b],
                    **PRIVATE)
-    fresh(made.success, ask_compare, ask, [tok])
-    fresh(on(subject.change, tab.change, image_b.input), ask_compare, ask, [tok])
+    g.fresh(made.success, ask_compare, ask, [tok])
+    g.fresh(on(subject.change, tab.change, image_b.input), ask_compare, ask, [tok])
     g.heavy(cmp["run"].click, experiments.compare, cmp_in, cmp["outputs"], api_name="compare")
     g.heavy(cmp["transplant"].click, experiments.transplant, tp_in, cmp["transplant_out"],
             api_name="transplant")
@@ -270,7 +272,7 @@ def wire_compare(g: Graph, inp: dict, cmp: dict, tab, subject, tok) -> None:
 def wire_sweep(g: Graph, inp: dict, sw: dict, channels: list, subject) -> None:
     """The sweep is a generator: it streams each scale; Stop cancels it between scales. It
     remembers the subject it swept, so a new image marks it as showing an earlier one."""
-    began = fresh(sw["run"].click, remember_swept, [subject], [sw["swept"]])
+    began = g.fresh(sw["run"].click, remember_swept, [subject], [sw["swept"]])
     swept = g.heavy(began.then, experiments.sweep,
                     [inp["model"], inp["image"], inp["truth"], *channels],
                     [sw["animation"], sw["lines"], sw["status"]], api_name="sweep")
@@ -291,7 +293,7 @@ def wire_page(g: Graph, demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: 
     start = demo.load(urlstate.restorer(rows), None, view, **QUIET)
     start.then(None, [page["lesson_target"]], None, js=lesson.SCROLL, **QUIET)  # a step's link
     for tab_id, item in page["tab_items"].items():
-        fresh(item.select, opened(tab_id), [], [tab])
+        g.fresh(item.select, opened(tab_id), [], [tab])
     shown = [model, image, inp["seed"], inp["scale"], tab, *channels, cmp["branch"],
              cmp["channel"], att["mode"], att["parts"], att["legend"], att["opacity"],
              page["lesson_step"]]

@@ -58,7 +58,9 @@ def test_stop_cancels_every_model_event_and_they_run_always_last(page):
     assert len(stop) == 1  # forgets the claims; Gradio adds the cancelling step beside it
     cancels = [d for d in config["dependencies"] if d["types"]["cancel"]
                and d["targets"] == stop[0]["targets"]]
-    assert len(cancels) == 1 and set(cancels[0]["cancels"]) == set(model)
+    stateful = [d["id"] for d in config["dependencies"]
+                if page.fns[d["id"]].concurrency_id == "page"]  # they start the views
+    assert len(cancels) == 1 and set(cancels[0]["cancels"]) == set(model) | set(stateful)
     modes = {d["trigger_mode"] for d in config["dependencies"] if d["id"] in model}
     assert modes == {"always_last"}
 
