@@ -242,13 +242,3 @@ def example_mask(truth: str | None, rows: Sequence[tuple[str, str | None]]) -> b
     name = Path(truth).name
     return name in {Path(m).name for _, m in rows if m} or (
         name.startswith("scene_") and name.endswith("_mask.png"))
-
-
-def forget_example_mask(rows: Sequence[tuple[str, str | None]]):
-    """The action of a user's own image: the mask of the example or scene before it cannot be
-    this image's, so it goes (a mask the user gave is kept); stops the chain when none went."""
-    def forget(truth: str | None):
-        if not example_mask(truth, rows):
-            raise gr.Error("no example mask", visible=False, print_exception=False)
-        return None
-    return forget
