@@ -123,8 +123,9 @@ def wire_subject(g: Graph, inp: dict, seg: dict, page: dict, subject, sw: dict) 
     g.heavy(ready.success, actions.true_mask, found, [inp["truth_view"]], **PRIVATE)
     ready.success(actions.overlay_colors, [model], [seg["overlay"]], **QUIET)  # not a ticket
     g.heavy(ready.success, card.domain_note, [model, image], [inp["domain"]], **PRIVATE)
-    g.heavy(ready.success, lesson.page, [page["lesson_step"], model, image],
-            [page["lesson_words"]], **PRIVATE)
+    # one writer of the step's words, serialized (`always_last`): the newest step and image
+    g.heavy(on(subject.change, page["lesson_step"].change), lesson.page,
+            [page["lesson_step"], model, image], [page["lesson_words"]], **PRIVATE)
     subject.change(sweep_note, [subject, sw["swept"]], [sw["status"]], **QUIET)
 
 
@@ -229,7 +230,7 @@ def wire_lesson(g: Graph, inp: dict, att: dict, cmp: dict, page: dict, subject,
     """Next / Back: the step's words, its tab and element, its image B or ablation settings;
     the gates of the views it opens then run them, once."""
     tab = page["tab"]
-    steps = [page["lesson_step"], page["lesson_words"], page["tabs"], tab,
+    steps = [page["lesson_step"], page["tabs"], tab,
              page["lesson_target"], cmp["image_b"], att["mode"], att["parts"]]
     for button, delta in ((page["lesson_next"], 1), (page["lesson_back"], -1)):
         asked = [page["lesson_step"], inp["model"], inp["image"], cmp["image_b"], cmp["seed_b"]]

@@ -152,9 +152,12 @@ def go(number: int, delta: int, key: str, image: str | None, image_b: str | None
 
 
 def stepper(delta: int):
-    """The action of Next (delta 1) or Back (-1): `go` with that delta."""
+    """The action of Next (delta 1) or Back (-1): `go` with that delta, without the step's
+    words, which the page writes in one place (`page`, on a new step or a new image), so that
+    a late one cannot show another step's words."""
     def step(number: int, key: str, image: str | None, image_b: str | None, seed_b: float | None):
-        return go(number, delta, key, image, image_b, seed_b)
+        out = go(number, delta, key, image, image_b, seed_b)
+        return out[:1] + out[2:]
     step.__name__ = "lesson_next" if delta > 0 else "lesson_back"
     return step
 
