@@ -24,8 +24,7 @@ from .filters import shared_range
 from .images import SCENE_DATASET, generate_scene, read_mask, scene_dataset
 from .metrics import iou, mean_iou, pixel_share
 from .runtime import (USER_ERRORS, Segmented, channel_choices, gpu, image_file, kept, picture,
-                      ranking,
-                      see, segmentation, user_errors, valid_channel)
+                      ranking, see, segmentation, user_errors, valid_channel)
 
 NO_HIGHLIGHT = "(none)"
 FILTER_SIZES = (1, 3, 5, 7)  # the columns of the Branches tab (every published DMNet's sizes)

@@ -25,12 +25,11 @@ from PIL import Image
 
 from . import actions, lesson, models
 from .actions import FILTER_SIZES
-from .experiments import ABLATIONS
+from .experiments import ABLATIONS, PARTS
 from .explain import EVERY_INPUT
 from .images import InputError, generate_scene, scene_dataset
 
 TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # ui.py's ids
-PARTS = ("x", "k=1", "k=3", "k=5", "k=7")  # the ablation's inputs of the bottleneck
 ZOOMS = (0.5, 2.0)  # the range of the scene zoom slider
 
 
