@@ -33,7 +33,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import actions, card, experiments, explain, lesson, urlstate
-from .flow import freshest, model_event
+from .flow import freshest, model_event, started_by_user
 from .gates import (ask_ablation, ask_compare, gate, opened, own_image, press_ablate,
                     remember_swept, require_subject, stop_all, subject_of, sweep_note)
 
@@ -58,13 +58,17 @@ class Graph:
         """An event that writes a State (`STATEFUL`), whose outputs a later-started one of the
         browser tab may own (`flow.freshest`); Stop cancels it too (a subject written after
         Stop would start every view again)."""
-        event = trigger(freshest(fn, outputs), inputs, outputs, **{**STATEFUL, **kw})
+        guarded = freshest(fn, outputs)
+        event = trigger(guarded, inputs, outputs, **{**STATEFUL, **kw})
+        guarded.by_user = started_by_user(event)
         self.running.append(event)
         return event
 
     def heavy(self, trigger, fn, inputs: list, outputs: list, **kw):
         """A model event: `trigger(fn, inputs, outputs, ...)` with `fn` through `model_event`."""
-        event = trigger(model_event(fn, outputs), inputs, outputs, **{**HEAVY, **kw})
+        guarded = model_event(fn, outputs)
+        event = trigger(guarded, inputs, outputs, **{**HEAVY, **kw})
+        guarded.by_user = started_by_user(event)
         self.running.append(event)
         return event
 
@@ -254,7 +258,8 @@ def wire_compare(g: Graph, inp: dict, cmp: dict, tab, subject, tok) -> None:
     made = g.heavy(cmp["scene_b"].click, actions.make_scene_b, [cmp["seed_b"], model], [image_b],
                    **PRIVATE)
     g.fresh(made.success, ask_compare, ask, [tok])
-    g.fresh(on(subject.change, tab.change, image_b.input), ask_compare, ask, [tok])
+    g.fresh(on(subject.change, tab.change), ask_compare, ask, [tok])
+    g.fresh(image_b.input, ask_compare, ask, [tok])  # a user's B: apart (it resumes after Stop)
     g.heavy(cmp["run"].click, experiments.compare, cmp_in, cmp["outputs"], api_name="compare")
     g.heavy(cmp["transplant"].click, experiments.transplant, tp_in, cmp["transplant_out"],
             api_name="transplant")

@@ -6,7 +6,20 @@ Every event that runs the network goes through `model_event`, which
 - lets the freshest event of a browser tab win: an event that finishes after a later-started
   event with the same output (same session) leaves that output alone (`gr.skip()`), so a late
   event can never draw an older view over a newer one, nor put back a control's older value;
-- appends one JSON line per run to `$DMNET_EVENT_LOG` when set (the tests count runs with it).
+- appends one JSON line per run to `$DMNET_EVENT_LOG` when set (the tests count runs with it);
+- obeys Stop (`stop`): it is an async function that Stop's cancel ends at once (in its delay,
+  between steps, or while its pass runs in a thread), and what the cancel cannot reach is left
+  to the server: an event that began before a Stop writes nothing, and an event left over from
+  before it (see below) does not run.
+
+**Stop**, as found in Gradio 6.31's page: it cancels each event in turn, by the id the queue gave
+it, so an event whose id has not come back yet is not cancelled; the listeners of one trigger
+run one after another (a later one starts after Stop, when the earlier ends); the follow-ups
+(`.then`, `.success` and `.failure`) of a cancelled event run; and an `always_last` event that
+waited runs when the cancelled one ends. So the server keeps, per browser tab, whether it is
+stopped: after Stop, an event that a *user's action* did not start (a State's change, or a
+follow-up of a queued event) returns at once writing nothing; the next event a user's action
+starts (a click, a pick, an upload, a page load; `started_by_user`) resumes the tab.
 
 A lazy view (a tab's computations) runs only while its tab is open, once per subject (model,
 image, true mask): `Claims` records per browser tab what each view was last asked to show, so
@@ -16,6 +29,7 @@ forgets the claims, so the next look at a view runs it again.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import itertools
@@ -25,8 +39,9 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+import anyio
 import gradio as gr
 from gradio.context import LocalContext
 
@@ -54,6 +69,59 @@ def _remember(table: OrderedDict, key: str) -> dict:
     return entry
 
 
+_stops: OrderedDict[str, dict] = OrderedDict()  # session -> {"count": Stops, "stopped": bool}
+USER_EVENTS = ("click", "input", "select", "upload", "clear", "load", "submit", "release")
+
+
+def stop() -> None:
+    """Stop, for the browser tab of the event being run (see the module's docstring)."""
+    with _lock:
+        state = _remember(_stops, session())
+        state["count"] = state.get("count", 0) + 1
+        state["stopped"] = True
+
+
+def _begin(by_user: bool) -> int | None:
+    """The tab's count of Stops as an event begins, or None when it must not run: left over
+    from before a Stop. An event a user's action started resumes the tab."""
+    with _lock:
+        state = _remember(_stops, session())
+        if by_user:
+            state["stopped"] = False
+        elif state.get("stopped"):
+            return None
+        return state.get("count", 0)
+
+
+def _stopped_since(count: int) -> bool:
+    with _lock:
+        return _stops.get(session(), {}).get("count", 0) != count
+
+
+def started_by_user(dependency: dict) -> bool:
+    """Whether an event (Gradio's dependency, as registered) starts on a user's action: its
+    triggers are user events, or it follows a direct (unqueued) event that does. A queued
+    event's follow-up does not: Gradio's page runs it after a cancel too. A trigger that mixes
+    both kinds is refused (its kind would depend on which fired): register them apart."""
+    from gradio.context import get_blocks_context
+
+    fns = get_blocks_context().fns
+    after, targets = dependency["trigger_after"], dependency["targets"]
+    if after is None:
+        kinds = {event in USER_EVENTS for _, event in targets}
+        if len(kinds) > 1:
+            raise ValueError(f"triggers of both kinds in one event: {targets}")
+        return kinds == {True}
+    parent = fns[after]
+    return not parent.queue and started_by_user(dict(trigger_after=parent.trigger_after,
+                                                     targets=parent.targets))
+
+
+def _nothing(outputs: Sequence[int]):
+    """What an event that must write nothing returns."""
+    return gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
+
+
 def _start(outputs: Sequence[int]) -> tuple[str, int]:
     """Take a ticket for these outputs of this session: the newest event to write each."""
     who, ticket = session(), next(_tickets)
@@ -76,10 +144,11 @@ def _fresh(value, outputs: Sequence[int], who: str, ticket: int):
     return tuple(gr.skip() if s else v for v, s in zip(value, stale, strict=True))
 
 
-def _pause() -> None:
+async def _pause() -> None:
+    """The switch's random delay; a cancel (Stop) ends it at once."""
     most = float(os.environ.get(DELAY) or 0)
     if most > 0:
-        time.sleep(random.uniform(0, most))
+        await asyncio.sleep(random.uniform(0, most))
 
 
 def _log(name: str, who: str, began: float, status: str) -> None:
@@ -91,51 +160,92 @@ def _log(name: str, who: str, began: float, status: str) -> None:
             f.write(line + "\n")
 
 
+_DONE = object()
+
+
+def _next(it: Iterator):
+    return next(it, _DONE)
+
+
+async def _thread(call: Callable, *args):
+    """`call(*args)` in a worker thread, awaited so that a cancel (Stop) ends the event at once:
+    Gradio runs a plain function in a thread whose await no cancel can end (the event then
+    lives until the work is done, and its spinner with it); the abandoned work finishes in the
+    background and its result is dropped."""
+    return await anyio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
+
+
 def model_event(fn: Callable, outputs: Sequence[gr.components.Component]) -> Callable:
-    """`fn` as a model event writing `outputs` (see the module's docstring). Gradio reads the
-    parameters (gr.Progress, gr.SelectData) of `fn` itself through `functools.wraps`."""
+    """`fn` as a model event writing `outputs` (see the module's docstring): an async function
+    (an async generator for a generator) that Stop's cancel ends at once, in its delay or
+    between steps or while the pass runs in its thread. Gradio reads the parameters
+    (gr.Progress, gr.SelectData) of `fn` itself through `functools.wraps`."""
     ids = [c._id for c in outputs]
     name = fn.__name__
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
-        def stream(*args, **kwargs):
+        async def stream(*args, **kwargs):
+            count, began = _begin(stream.by_user), time.time()
+            if count is None:
+                _log(name, session(), began, "stopped")
+                yield _nothing(ids)
+                return
             who, ticket = _start(ids)  # in the order the queue started them, before the pause
-            _pause()
-            began, status = time.time(), "error"
+            status = "cancelled"
             try:
-                for value in fn(*args, **kwargs):
+                await _pause()
+                began, status = time.time(), "error"
+                steps = await _thread(functools.partial(fn, *args, **kwargs))
+                while ((value := await _thread(_next, steps)) is not _DONE
+                       and not _stopped_since(count)):
                     yield _fresh(value, ids, who, ticket)
-                status = "ok"
-            except GeneratorExit:
+                status = "stopped" if _stopped_since(count) else "ok"
+            except (GeneratorExit, asyncio.CancelledError):
                 status = "cancelled"
                 raise
             finally:
                 _log(name, who, began, status)
+        stream.by_user = False  # set where it is registered: `started_by_user`
         return stream
 
     @functools.wraps(fn)
-    def run(*args, **kwargs):
+    async def run(*args, **kwargs):
+        count, began = _begin(run.by_user), time.time()
+        if count is None:
+            _log(name, session(), began, "stopped")
+            return _nothing(ids)
         who, ticket = _start(ids)
-        _pause()
-        began, status = time.time(), "error"
+        status = "cancelled"
         try:
-            value = fn(*args, **kwargs)
-            status = "ok"
+            await _pause()
+            began, status = time.time(), "stopped"
+            if not _stopped_since(count):
+                status = "error"
+                value = await _thread(functools.partial(fn, *args, **kwargs))
+                status = "stopped" if _stopped_since(count) else "ok"
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
         finally:
             _log(name, who, began, status)
-        return _fresh(value, ids, who, ticket)
+        return _nothing(ids) if status == "stopped" else _fresh(value, ids, who, ticket)
+    run.by_user = False  # set where it is registered: `started_by_user`
     return run
 
 
 def freshest(fn: Callable, outputs: Sequence[gr.components.Component]) -> Callable:
-    """`fn` (a direct event, no model) with only the freshest-wins guard of `model_event`."""
+    """`fn` (an event that writes a State, no model) with the freshest-wins guard and the Stop
+    of `model_event`."""
     ids = [c._id for c in outputs]
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        if _begin(run.by_user) is None:
+            return _nothing(ids)
         who, ticket = _start(ids)
         return _fresh(fn(*args, **kwargs), ids, who, ticket)
+    run.by_user = False  # set where it is registered: `started_by_user`
     return run
 
 

@@ -12,7 +12,7 @@ import json
 
 import gradio as gr
 
-from . import urlstate
+from . import flow, urlstate
 from .flow import CLAIMS, token
 
 
@@ -72,8 +72,10 @@ def ask_compare(tab: str, subject: str, image_b: str | None):
 
 
 def stop_all() -> None:
-    """Stop: the views forget what they were asked for (their events are cancelled)."""
+    """Stop: the views forget what they were asked for, and the events left over from before
+    it run no more (`flow.stop`; the page cancels the running and queued ones)."""
     CLAIMS.forget()
+    flow.stop()
 
 
 def opened(tab_id: str):

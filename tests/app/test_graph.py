@@ -5,7 +5,10 @@ the delay switch, the claims of lazy views."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -110,14 +113,14 @@ def test_a_late_event_leaves_the_outputs_of_a_later_started_one_alone():
 
     def run_old():
         in_session("tab-1")
-        result["old"] = old("old")
+        result["old"] = asyncio.run(old("old"))
 
     thread = threading.Thread(target=run_old)
     thread.start()
     while not flow._latest.get("tab-1"):  # the old event has started
         threading.Event().wait(0.01)
     token = in_session("tab-1")
-    assert new("new") == "new"  # started later, finished first
+    assert asyncio.run(new("new")) == "new"  # started later, finished first
     LocalContext.request.reset(token)
     release.set()
     thread.join()
@@ -133,13 +136,16 @@ def test_another_browser_tab_is_not_affected():
     flow._start([out._id])  # a newer event of tab-a owns `out`...
     LocalContext.request.reset(token)
     token = in_session("tab-b")
-    assert first("b") == "b"  # ...which does not concern tab-b
+    assert asyncio.run(first("b")) == "b"  # ...which does not concern tab-b
     LocalContext.request.reset(token)
 
 
 def test_the_delay_switch_waits_a_random_time_up_to_its_value(monkeypatch, tmp_path):
     waits = []
-    monkeypatch.setattr(flow.time, "sleep", waits.append)
+
+    async def sleep(seconds):
+        waits.append(seconds)
+    monkeypatch.setattr(flow.asyncio, "sleep", sleep)
     monkeypatch.setenv(flow.DELAY, "3")
     monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
     with gr.Blocks():
@@ -150,13 +156,13 @@ def test_the_delay_switch_waits_a_random_time_up_to_its_value(monkeypatch, tmp_p
 
     wrapped = flow.model_event(segment, [out])
     for _ in range(20):
-        wrapped(1)
+        asyncio.run(wrapped(1))
     assert len(waits) == 20 and all(0 <= w <= 3 for w in waits) and len(set(waits)) > 1
     lines = (tmp_path / "events.log").read_text().splitlines()
     assert len(lines) == 20 and all('"fn": "segment"' in line for line in lines)
     monkeypatch.delenv(flow.DELAY)
     waits.clear()
-    wrapped(1)
+    asyncio.run(wrapped(1))
     assert waits == []
 
 
@@ -169,9 +175,58 @@ def test_a_generator_event_is_guarded_at_each_step():
         flow._start([out._id])  # a newer event of the session starts meanwhile
         yield "second"
 
+    async def steps():
+        return [v async for v in flow.model_event(frames, [out])()]
+
     token = in_session("tab-g")
-    assert list(flow.model_event(frames, [out])()) == ["first", gr.skip()]
+    assert asyncio.run(steps()) == ["first", gr.skip()]
     LocalContext.request.reset(token)
+
+
+@pytest.mark.parametrize("kind", ["function", "generator"])
+def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatch, tmp_path,
+                                                                      kind):
+    """Stop's cancel ends the event (and so its spinner) at once: in the switch's delay, and
+    while the pass runs in its thread, whose result is then dropped."""
+    monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
+    monkeypatch.setattr(flow.random, "uniform", lambda low, high: high)
+    with gr.Blocks():
+        out = gr.Textbox()
+    busy, release = threading.Event(), threading.Event()
+
+    def work():
+        busy.set()
+        release.wait(30)
+        return "late"
+
+    def frames():
+        yield work()
+
+    fn = work if kind == "function" else frames
+    wrapped = flow.model_event(fn, [out])
+
+    async def cancelled(delay: str) -> float:
+        monkeypatch.setenv(flow.DELAY, delay)
+        busy.clear()
+        if kind == "function":
+            task = asyncio.ensure_future(wrapped())
+        else:
+            task = asyncio.ensure_future(anext(wrapped()))
+        await asyncio.sleep(0.3)
+        assert busy.is_set() == (delay == "0")  # in the pass, or still in the delay
+        began = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - began
+
+    try:
+        assert asyncio.run(cancelled("0")) < 0.5
+        assert asyncio.run(cancelled("100")) < 0.5
+    finally:
+        release.set()
+    lines = (tmp_path / "events.log").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["cancelled", "cancelled"]
 
 
 def test_claims_run_a_view_once_per_key_until_stop():
@@ -213,3 +268,73 @@ def test_a_sweep_of_an_earlier_image_says_so():
     assert events.sweep_note("s1", None) == gr.skip()  # never swept
     assert events.sweep_note("s1", "s1") == gr.skip()
     assert "earlier image" in events.sweep_note("s2", "s1")
+
+
+def test_the_page_knows_which_events_a_user_starts(page):
+    """After Stop, only an event a user's action starts runs (and resumes the tab): the
+    classification of the built page, checked on the events it must get right."""
+    kinds = {}
+    for fn in page.fns.values():
+        if hasattr(fn.fn, "by_user"):
+            triggers = tuple(event for _, event in fn.targets)
+            kinds.setdefault(fn.fn.__name__, set()).add((triggers, fn.trigger_after is None,
+                                                         fn.fn.by_user))
+    assert kinds["own"] == {(("input",), True, True)}  # the user's image
+    assert kinds["tab_opened"] == {(("select",), True, True)}
+    assert {by for _, root, by in kinds["segment"] if not root} == {False, True}  # the
+    # subject's follow-up is not a user's; a click in the overlay (through a direct event) is
+    assert all(not by for *_, by in kinds["branches"] | kinds["removals"] | kinds["roles"])
+    assert {by for _, _, by in kinds["ask_compare"]} == {False, True}  # B's upload is apart
+    assert {by for *_, by in kinds["startup"]} == {True}  # a page's load starts it
+
+
+def test_a_trigger_mixing_a_users_event_and_a_states_change_is_refused():
+    with gr.Blocks():
+        state, image, out = gr.State(""), gr.Image(), gr.Textbox()
+        with pytest.raises(ValueError, match="both kinds"):
+            flow.started_by_user(gr.on([state.change, image.input], lambda *a: "", None, out))
+
+
+def test_after_stop_only_a_users_event_runs_and_it_resumes_the_tab(monkeypatch, tmp_path):
+    monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
+    with gr.Blocks():
+        out = gr.Textbox()
+    left, user = flow.model_event(lambda: "left", [out]), flow.model_event(lambda: "user", [out])
+    user.by_user = True
+    token = in_session("tab-s")
+    assert asyncio.run(left()) == "left"  # not stopped: it runs
+    flow.stop()
+    assert asyncio.run(left()) == gr.skip()  # left over from before Stop: writes nothing
+    assert asyncio.run(user()) == "user"  # a user's action resumes the tab...
+    assert asyncio.run(left()) == "left"  # ...and its follow-ups run
+    LocalContext.request.reset(token)
+    statuses = [json.loads(line)["status"] for line in
+                (tmp_path / "events.log").read_text().splitlines()]
+    assert statuses == ["ok", "stopped", "ok", "ok"]
+
+
+def test_an_event_running_at_stop_writes_nothing(monkeypatch):
+    """The event began before Stop and Stop's cancel did not reach it (the page cancels by an
+    id that had not come back): it ends writing nothing."""
+    with gr.Blocks():
+        one, two = gr.Textbox(), gr.Textbox()
+    running, release = threading.Event(), threading.Event()
+
+    def work():
+        running.set()
+        release.wait(10)
+        return "a", "b"
+
+    wrapped = flow.model_event(work, [one, two])
+
+    async def scenario():
+        task = asyncio.ensure_future(wrapped())
+        while not running.is_set():
+            await asyncio.sleep(0.01)
+        flow.stop()
+        release.set()
+        return await task
+
+    token = in_session("tab-r")
+    assert asyncio.run(scenario()) == (gr.skip(), gr.skip())
+    LocalContext.request.reset(token)
