@@ -42,7 +42,7 @@ demo-checkpoint: $(STAMP)
 	$(PY) -m training.publish $(DEMO_WORK)/iter_6000.pth $(DEMO_CKPT)
 	$(PY) -m training.evaluate $(DEMO_CKPT)
 	$(PY) -m training.ablation $(DEMO_CKPT)
-	$(PY) -m app.roles $(DEMO_CKPT)
+	$(PY) -m app.core.roles $(DEMO_CKPT)
 	$(PY) -m training.baseline --dataset context_shapes
 
 clean:

@@ -2,7 +2,7 @@
 
 A link reads `?model=demo&example=context_1.png&tab=branches&c3=12&k=5&ch=7&ablation=remove&
 parts=k%3D7`: the model key, the example image by file name (or `seed` and `zoom` of a generated
-scene), the tab (a `gr.Tab` id of app/ui.py), the channel picked in each Branches column (`c1`,
+scene), the tab (a `gr.Tab` id of app/page.py), the channel picked in each Branches column (`c1`,
 `c3`, ...), the Compare tab's filter size `k` and channel `ch`, the ablation, and the attribution
 map's legend pick (`decides`: only the pixels that input decides) and image opacity
 (`opacity`), and the Lesson's step (`step`, 1-8; a teacher's link opens that step on that image,
@@ -23,13 +23,15 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from . import actions, lesson, models
-from .actions import FILTER_SIZES
-from .experiments import ABLATIONS, PARTS
-from .explain import EVERY_INPUT
-from .images import InputError, generate_scene, scene_dataset
+from app.core import models
+from app.core.images import InputError, generate_scene, scene_dataset
+from app.core.runtime import FILTER_SIZES
+from app.views.attribution.ablation import ABLATIONS, PARTS
+from app.views.attribution.explain import EVERY_INPUT
+from app.views.lesson import steps as lesson
+from app.views.sidebar import actions
 
-TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # ui.py's ids
+TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # page.py's tab ids
 ZOOMS = (0.5, 2.0)  # the range of the scene zoom slider
 
 
@@ -232,12 +234,3 @@ COPY_LINK = """() => {
     navigator.clipboard.writeText(url).then(done, () => window.prompt("Copy this link:", url));
   } else { window.prompt("Copy this link:", url); }
 }"""
-
-
-def example_mask(truth: str | None, rows: Sequence[tuple[str, str | None]]) -> bool:
-    """Whether a true-mask file came with an example or a generated scene (by its name)."""
-    if not truth:
-        return False
-    name = Path(truth).name
-    return name in {Path(m).name for _, m in rows if m} or (
-        name.startswith("scene_") and name.endswith("_mask.png"))

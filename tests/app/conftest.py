@@ -53,7 +53,7 @@ def demo_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_env(demo_checkpoint, monkeypatch):
     """In-process app code sees the tiny checkpoint as the demo model, with empty caches."""
-    from app import models, runtime
+    from app.core import models, runtime
 
     monkeypatch.setenv("DMNET_DEMO_CHECKPOINT", str(demo_checkpoint))
     for module, name in ((models, "_models"), (models, "_notes"), (models, "_uploads"),
@@ -64,7 +64,7 @@ def demo_env(demo_checkpoint, monkeypatch):
 
 def save_scene(path: Path, seed: int = 3, object_scale: float = 1.0) -> tuple[Path, Path]:
     """A generated scene as an RGB PNG and its true mask as a palette PNG."""
-    from app.images import generate_scene
+    from app.core.images import generate_scene
 
     image, label = generate_scene(seed, object_scale)
     Image.fromarray(image).save(path / f"scene{seed}.png")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from app.images import generate_scene
+from app.core.images import generate_scene
 
 from .conftest import serve, settle
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from .conftest import BUSY, serve, tiny_model
 
@@ -45,6 +46,10 @@ RADIO = "[...document.querySelectorAll('{} input')].find(i => i.checked)?.value"
 STEP = "document.querySelector('#lesson-step')?.innerText.match(/Step \\d+/)?.[0]"
 MODEL = "document.querySelector('#model-picker input')?.value.split(':')[0]"
 CHANNEL = "document.querySelector('#compare-channel input')?.value.match(/ch (\\d+)/)?.[1]"
+BUSY_OUTPUTS = """sel => [...document.querySelectorAll(sel)].map(w => {
+  const box = w.closest('[id]');
+  return `${box ? box.id : '?'}: ${w.innerText.replace(/\\s+/g, ' ')}`;
+})"""
 TICKS = ("[...document.querySelectorAll('#ablation-parts label')]"
          ".filter(l => l.querySelector('input').checked).map(l => l.innerText.trim()).join()")
 
@@ -245,5 +250,10 @@ def test_stop_during_a_chain_ends_everything(page: Page, slow_server, examples, 
     expect(page.locator(BUSY).first).to_be_visible()
     page.locator("#stop").click()
     stopped = time.monotonic()  # the click has landed: 2 s for every event to end
-    page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=2_000)
+    try:
+        page.wait_for_function(f"() => !document.querySelector('{BUSY}')", timeout=2_000)
+    except PlaywrightTimeout:
+        busy = page.evaluate(BUSY_OUTPUTS, BUSY)
+        raise AssertionError(f"busy 2 s after Stop: {busy}; requests since: " + "; ".join(
+            f"{t - stopped:.1f} s {r}" for t, r in watch.requests if t >= stopped)) from None
     watch.quiet(stopped)

@@ -16,14 +16,15 @@ import gradio as gr
 import pytest
 from gradio.context import LocalContext
 
-from app import flow, graph
+from app.core import flow
+from app.tools import graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def page():
-    from app.ui import build
+    from app.page import build
 
     return build()
 
@@ -82,7 +83,7 @@ def test_nothing_listens_to_the_change_of_an_image_or_a_hidden_textbox(page):
 
 def test_the_events_table_is_the_pages(page):
     assert (ROOT / "app" / "EVENTS.md").read_text() == graph.markdown(page), \
-        "app/EVENTS.md is out of date: python -m app.graph > app/EVENTS.md"
+        "app/EVENTS.md is out of date: python -m app.tools.graph > app/EVENTS.md"
 
 
 def test_the_table_names_every_endpoint(page):
@@ -245,7 +246,7 @@ def test_claims_run_a_view_once_per_key_until_stop():
 
 
 def test_a_lazy_view_runs_when_its_tab_is_open_once_per_subject():
-    from app import gates as events
+    from app.core import gates as events
 
     ask = events.gate("branches", "branches")
     token = in_session("tab-lazy")
@@ -263,7 +264,7 @@ def test_a_lazy_view_runs_when_its_tab_is_open_once_per_subject():
 
 
 def test_a_sweep_of_an_earlier_image_says_so():
-    from app import gates as events
+    from app.core import gates as events
 
     assert events.sweep_note("s1", None) == gr.skip()  # never swept
     assert events.sweep_note("s1", "s1") == gr.skip()

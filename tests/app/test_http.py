@@ -12,7 +12,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app.dynamics import SCENES
+from app.core.dynamics import SCENES
 
 from .conftest import serve
 
@@ -31,7 +31,7 @@ def test_stop_cancels_the_sweep_and_heavy_events_share_a_queue(server, demo_env)
     deps = config["dependencies"]
     sweep = next(d["id"] for d in deps if d.get("api_name") == "sweep")
     assert any(sweep in (d.get("cancels") or []) for d in deps)
-    from app.ui import build
+    from app.page import build
 
     fns = build().fns.values()  # the server-side settings of the same app
     heavy = [fn for fn in fns if fn.api_name in ("segment", "branches", "compare", "sweep")]

@@ -5,7 +5,8 @@ import numpy as np
 from PIL import Image
 
 from app import urlstate
-from app.images import generate_scene
+from app.core import gates
+from app.core.images import generate_scene
 from app.urlstate import View
 
 
@@ -83,7 +84,7 @@ def test_link_describes_what_is_on_screen(tmp_path):
 
 
 def test_a_lesson_step_link_brings_the_second_image_its_step_compares():
-    from app import lesson
+    from app.views.lesson import steps as lesson
 
     compare = [n for n, step in enumerate(lesson.STEPS, 1) if step.tab == "compare"]
     assert compare == [4]
@@ -95,7 +96,7 @@ def test_a_lesson_step_link_brings_the_second_image_its_step_compares():
 
 def test_only_masks_of_examples_and_scenes_are_forgotten():
     rows = [("/e/shapes_1.png", "/e/shapes_1_mask.png")]
-    assert urlstate.example_mask("/tmp/gradio/abc/shapes_1_mask.png", rows)
-    assert urlstate.example_mask("/tmp/scenes/scene_3_x1_mask.png", rows)
-    assert not urlstate.example_mask("/tmp/gradio/abc/my_labels.png", rows)
-    assert not urlstate.example_mask(None, rows)
+    assert gates.example_mask("/tmp/gradio/abc/shapes_1_mask.png", rows)
+    assert gates.example_mask("/tmp/scenes/scene_3_x1_mask.png", rows)
+    assert not gates.example_mask("/tmp/gradio/abc/my_labels.png", rows)
+    assert not gates.example_mask(None, rows)

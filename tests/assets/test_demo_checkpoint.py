@@ -64,7 +64,7 @@ def test_its_dynamic_filters_matter_as_the_model_card_says():
 
 
 def test_the_model_cards_roles_table_is_the_roles_commands_output():
-    # `python -m app.roles` on the same 500 scenes (its JSON sits next to the file): the card's
+    # `python -m app.core.roles` on the same 500 scenes (its JSON sits next to the file): the card's
     # table of which input decides each object size and what removing it costs.
     result = json.loads(CHECKPOINT.with_suffix(".roles.json").read_text())
     assert result["images"] == 500 and result["inputs"] == ["x", "k=1", "k=3", "k=5", "k=7"]

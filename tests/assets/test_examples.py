@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.images import list_examples, read_mask
+from app.core.images import list_examples, read_mask
 from assets.make_examples import PHOTOS, SCENE_SEED, SCENES
 from training.data.context import render_context
 from training.data.shapes import SIZE

@@ -2,18 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.attribution import keep_mask, split_bottleneck
+from app.core.attribution import keep_mask, split_bottleneck
 from dmnet import DMNet
 from dmnet.inference import normalize
-from training.ablation import (
-    ablate,
-    format_rows,
-    mean_filters,
-    part_names,
-    with_static_filters,
-    with_summed_taps,
-    without_part,
-)
+from training.ablation import (ablate, format_rows, mean_filters, part_names, with_static_filters,
+                               with_summed_taps, without_part)
 from training.data import MultiScaleShapes
 
 from ..conftest import randomize_bn, tiny_preset

@@ -1,0 +1,117 @@
+"""The Scale sweep tab: the model input resized from 0.5x to 2x, streamed one scale at a time
+(Stop cancels it between scales): the filters and the prediction at each scale, played back by
+`player`, and how much they move. It never starts by itself: its status says when it shows an
+earlier image."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from app.core import overlays
+from app.core.analysis import sweep_frame
+from app.core.dynamics import dynamic_part
+from app.core.figures import sweep_lines
+from app.core.filters import bank_cosine
+from app.core.gates import remember_swept, sweep_note
+from app.core.metrics import mean_iou
+from app.core.runtime import gpu, ranking, see, segmentation, user_errors, valid_channel
+from app.core.wiring import QUIET, Graph
+from app.core.words import PAPER
+from app.views.sweep import player
+from app.views.sweep.player import Frame, Panel, sweep_html
+
+SWEEP = f"""**Scale sweep.** The model input (the image at the model's test scale, exactly as the
+Segmentation tab feeds it) is resized from 0.5× to 2×, so objects really appear smaller or
+larger. The pooled context changes with the scale, so the generated filters change. Move the
+slider (or press ▶) to step through the scales: the prediction, and for each branch the chosen
+channel (from the Branches tab) as its mean filter and its dynamic part at that scale, with the
+cosine of that scale's dynamic part to the one at 1×. The line plots give the same cosine for
+every branch and how many pixels keep their 1× class (and the mIoU against a true mask). Stop
+cancels the sweep between scales.
+
+Reference: {PAPER}."""
+SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+def create_sweep() -> dict:
+    with gr.Row():
+        run = gr.Button("Run the scale sweep (0.5× … 2×)", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    status = gr.Markdown()
+    animation = gr.HTML(player.PLACEHOLDER, elem_id="sweep-animation",
+                        js_on_load=player.JS, css_template=player.CSS, min_height=120)
+    lines = gr.Plot(show_label=False)
+    gr.Markdown(SWEEP, elem_classes="teach")
+    return dict(run=run, stop=stop, status=status, animation=animation, lines=lines,
+                swept=gr.State(None))  # the subject it last swept (`events.sweep_note`)
+
+
+def wire_sweep(g: Graph, inp: dict, sw: dict, channels: list, subject) -> None:
+    """The sweep is a generator: it streams each scale; Stop cancels it between scales. It
+    remembers the subject it swept, so a new image marks it as showing an earlier one."""
+    subject.change(sweep_note, [subject, sw["swept"]], [sw["status"]], **QUIET)
+    began = g.fresh(sw["run"].click, remember_swept, [subject], [sw["swept"]])
+    swept = g.heavy(began.then, sweep,
+                    [inp["model"], inp["image"], inp["truth"], *channels],
+                    [sw["animation"], sw["lines"], sw["status"]], api_name="sweep")
+    sw["stop"].click(None, None, None, cancels=[swept], **QUIET)
+
+
+def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, channels, mean,
+                   note: str):
+    factors = sorted(frames)
+    ref = frames[1.0]
+    dyn = {f: {k: dynamic_part(frames[f].filters[k], mean[k]) for k in channels}
+           for f in factors}
+    cos = {k: [bank_cosine(dyn[f][k], dyn[1.0][k]) for f in factors] for k in channels}
+    agree = [float((frames[f].label == ref.label).mean()) for f in factors]
+    miou = None if truth is None else [mean_iou(frames[f].label, truth, len(classes))
+                                       for f in factors]
+    colors = {k: overlays.part_color(f"k={k}") for k in channels}
+    shown = [Frame(f, overlays.thumbnail(overlays.overlay(image, frames[f].label, palette), 300),
+                   f"{f:g}× · model input {frames[f].input_size[1]}×{frames[f].input_size[0]} · "
+                   f"{100 * a:.1f}% of pixels as at 1× · {frames[f].seconds:.2f} s",
+                   [Panel(k, c, mean[k][c], dyn[f][k][c],
+                          None if f == 1.0 else cos[k][factors.index(f)])
+                    for k, c in channels.items()])
+             for f, a in zip(factors, agree, strict=True)]
+    final = len(frames) == len(SCALES)
+    status = (f"{len(frames)}/{len(SCALES)} scales done" if not final else
+              f"Done: {len(frames)} scales in {sum(f.seconds for f in frames.values()):.1f} s.")
+    return (sweep_html(shown, note, len(SCALES)), sweep_lines(factors, cos, agree, miou, colors),
+            status)
+
+
+def segmentation_note(key: str, image: str, label: np.ndarray) -> str:
+    """Whether the sweep's 1x prediction is the Segmentation tab's, and why not."""
+    seg = segmentation(key, image).prediction
+    same = float((seg.label == label).mean())
+    if same == 1:
+        return "At 1× this is exactly the Segmentation tab's prediction."
+    why = (f" The Segmentation tab runs a fast {seg.precision} pass for this model; the sweep "
+           "runs fp32, like the other views." if seg.precision != "fp32" else "")
+    return f"At 1× this agrees with the Segmentation tab's prediction on {100 * same:.2f}% " \
+           f"of pixels.{why}"
+
+
+@user_errors
+@gpu
+def sweep(key: str, image: str | None, truth: str | None, ch1: int | None, ch3: int | None,
+          ch5: int | None, ch7: int | None, progress: gr.Progress = gr.Progress()):
+    """Resize the model input from 0.5x to 2x; yield the filters and prediction at each scale."""
+    seen = see(key, image, truth)
+    a = seen.analysis
+    r = ranking(key)
+    wanted = dict(zip((1, 3, 5, 7), (ch1, ch3, ch5, ch7), strict=True))
+    channels = {k: valid_channel(r, k, wanted.get(k)) for k in a.filters}
+    frames = {}
+    note = ""
+    order = [1.0, *(f for f in SCALES if f != 1.0)]  # 1x first: the others compare with it
+    for i, factor in enumerate(order):
+        progress((i, len(order)), desc=f"input at {factor:g}×")
+        frames[factor] = sweep_frame(seen.model, a.image, factor)
+        if factor == 1.0:
+            note = segmentation_note(key, image, frames[1.0].label)
+        yield _sweep_outputs(frames, a.image, seen.truth, a.classes, a.palette, channels, r.mean,
+                             note)
