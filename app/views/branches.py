@@ -21,6 +21,17 @@ from app.core.runtime import (FILTER_SIZES, THUMB, channel_choices, gpu, kept, r
 from app.core.wiring import UNDOC, Graph, on
 from app.core.words import PAPER
 
+CSS = """
+.col-head { text-align: center; font-weight: 600; }
+/* The x column has no channel picker, filter or pooling grid: its text takes their height, so
+   its activation maps and "removed" panel line up with those of the k columns. */
+.skip-top { min-height: 627px; }
+/* x and the four k columns stay in one row; a narrow screen scrolls it sideways. */
+div:has(> #column-x) { flex-wrap: nowrap !important; overflow-x: auto; gap: 8px; }
+div:has(> #column-x) > .column { min-width: 170px !important; flex: 1 1 0 !important; }
+div:has(> #column-x) > #column-x { min-width: 130px !important; flex: 0.7 1 0 !important; }
+"""
+
 BRANCHES = f"""**One column per input of the bottleneck.** DMNet concatenates the backbone
 features **x** with the outputs of four Dynamic Convolutional Modules (DCMs), one per filter size
 k = 1, 3, 5, 7. In each DCM:

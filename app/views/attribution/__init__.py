@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.core import overlays
 from app.core.gates import ask_ablation, gate, press_ablate
 from app.core.wiring import PRIVATE, QUIET, UNDOC, Graph, on
 from app.core.words import PAPER
 from app.views.attribution import hover
 from app.views.attribution.ablation import ABLATIONS, PARTS, ablate, check_ablation, parts_for
 from app.views.attribution.explain import ALL, EVERY_INPUT, attribution, pick_pixel, roles
+
+CSS = """
+#attribution-map img, #ablation-changes img { image-rendering: pixelated; }
+/* "taps summed" reads only the ticks of k > 1 (parts_for): x and k=1 are hidden */
+#ablation-parts.summed label:nth-of-type(-n+2) { display: none; }
+""" + "".join(  # the attribution legend's chips in their inputs' colours (after "every input")
+    f"#attribution-legend label:nth-of-type({i + 2}) {{ background: {overlays.hex_color(c)} "
+    f"!important; color: white !important; }}\n"
+    for i, c in enumerate(overlays.PART_COLORS.values()))
 
 ATTRIBUTION = f"""**Which input decides each pixel.** Before the classifier, DMNet adds up
 what five inputs say about every pixel: the backbone features **x** and the four branches

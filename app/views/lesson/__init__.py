@@ -11,6 +11,19 @@ from app.core.gates import ask_ablation, ask_compare
 from app.core.wiring import PRIVATE, QUIET, Graph, on
 from app.views.lesson import steps
 
+CSS = """
+/* During a lesson (class "following", set by steps.SCROLL) the panel stays in view while its
+   step scrolls the page to the view it explains; outside a lesson it covers nothing. Gradio's
+   container hides its overflow, which makes it the scroll box a sticky element sticks to (and it
+   never scrolls); clip cuts the same overflow without being a scroll box. */
+.gradio-container { overflow: clip !important; }
+#lesson-panel.following { position: sticky; top: 0; z-index: 60;
+                          background: var(--background-fill-primary);
+                          box-shadow: 0 2px 6px rgba(0, 0, 0, 0.08); }
+#lesson { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px; }
+#lesson-step { min-height: 3em; }
+"""
+
 
 def create_lesson() -> dict:
     """The Lesson (app/steps.py): back / the step's words / next, above the tabs."""

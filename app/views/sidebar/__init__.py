@@ -16,6 +16,14 @@ from app.views.sidebar.actions import (ZOOM_LABEL, back_to, load_model, make_sce
                                        refresh_choices, startup, true_mask, upload_checkpoint,
                                        zoom_slider)
 
+CSS = """
+/* Long names: the model picker's text stops before its icon (the full name is under it and in
+   a tooltip). */
+#model-picker input { text-overflow: ellipsis; padding-right: 28px; }
+#domain-note { color: var(--body-text-color); background: #fff4e5; border-radius: 8px; }
+#domain-note:empty { display: none; }
+"""
+
 INPUTS = """Upload, paste or photograph an image, pick an example, or **generate a scene** from
 ContextShapes, the demo model's synthetic data: pictures in a striped or a checked frame, and an
 object's class is its shape *and* the frame ("disk, striped frame" is not "disk, checked
