@@ -131,7 +131,8 @@ class Watch:
                 f"requests still going {time.monotonic() - since:.0f} s after the last action: "
                 + "; ".join(f"{t - since:.1f} s {r}" for t, r in self.requests[-12:]))
             self.page.wait_for_timeout(500)
-        assert self.page.locator(BUSY).count() == 0
+        busy = self.page.evaluate(BUSY_OUTPUTS, BUSY)
+        assert not busy, f"busy with no request for {seconds} s: {busy}"
         assert self.page.evaluate("window.__seen || []") == [], "a pick was overwritten"
         runs = self.runs()
         self.mark = self.runs_now()
