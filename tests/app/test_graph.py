@@ -6,10 +6,12 @@ the delay switch, the claims of lazy views."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 import time
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import gradio as gr
@@ -20,6 +22,16 @@ from app.core import flow
 from app.tools import graph
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(coroutine):
+    """Run an event to its end on a loop of its own, in this context (the browser tab set here).
+
+    pytest-playwright's sync API keeps an event loop running in the main thread for the whole
+    session, so `asyncio.run` there fails once a browser test has run: use a thread of its own."""
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +126,14 @@ def test_a_late_event_leaves_the_outputs_of_a_later_started_one_alone():
 
     def run_old():
         in_session("tab-1")
-        result["old"] = asyncio.run(old("old"))
+        result["old"] = run(old("old"))
 
     thread = threading.Thread(target=run_old)
     thread.start()
     while not flow._latest.get("tab-1"):  # the old event has started
         threading.Event().wait(0.01)
     token = in_session("tab-1")
-    assert asyncio.run(new("new")) == "new"  # started later, finished first
+    assert run(new("new")) == "new"  # started later, finished first
     LocalContext.request.reset(token)
     release.set()
     thread.join()
@@ -137,7 +149,7 @@ def test_another_browser_tab_is_not_affected():
     flow._start([out._id])  # a newer event of tab-a owns `out`...
     LocalContext.request.reset(token)
     token = in_session("tab-b")
-    assert asyncio.run(first("b")) == "b"  # ...which does not concern tab-b
+    assert run(first("b")) == "b"  # ...which does not concern tab-b
     LocalContext.request.reset(token)
 
 
@@ -157,13 +169,13 @@ def test_the_delay_switch_waits_a_random_time_up_to_its_value(monkeypatch, tmp_p
 
     wrapped = flow.model_event(segment, [out])
     for _ in range(20):
-        asyncio.run(wrapped(1))
+        run(wrapped(1))
     assert len(waits) == 20 and all(0 <= w <= 3 for w in waits) and len(set(waits)) > 1
     lines = (tmp_path / "events.log").read_text().splitlines()
     assert len(lines) == 20 and all('"fn": "segment"' in line for line in lines)
     monkeypatch.delenv(flow.DELAY)
     waits.clear()
-    asyncio.run(wrapped(1))
+    run(wrapped(1))
     assert waits == []
 
 
@@ -180,7 +192,7 @@ def test_a_generator_event_is_guarded_at_each_step():
         return [v async for v in flow.model_event(frames, [out])()]
 
     token = in_session("tab-g")
-    assert asyncio.run(steps()) == ["first", gr.skip()]
+    assert run(steps()) == ["first", gr.skip()]
     LocalContext.request.reset(token)
 
 
@@ -222,8 +234,8 @@ def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatc
         return time.monotonic() - began
 
     try:
-        assert asyncio.run(cancelled("0")) < 0.5
-        assert asyncio.run(cancelled("100")) < 0.5
+        assert run(cancelled("0")) < 0.5
+        assert run(cancelled("100")) < 0.5
     finally:
         release.set()
     lines = (tmp_path / "events.log").read_text().splitlines()
@@ -303,11 +315,11 @@ def test_after_stop_only_a_users_event_runs_and_it_resumes_the_tab(monkeypatch, 
     left, user = flow.model_event(lambda: "left", [out]), flow.model_event(lambda: "user", [out])
     user.by_user = True
     token = in_session("tab-s")
-    assert asyncio.run(left()) == "left"  # not stopped: it runs
+    assert run(left()) == "left"  # not stopped: it runs
     flow.stop()
-    assert asyncio.run(left()) == gr.skip()  # left over from before Stop: writes nothing
-    assert asyncio.run(user()) == "user"  # a user's action resumes the tab...
-    assert asyncio.run(left()) == "left"  # ...and its follow-ups run
+    assert run(left()) == gr.skip()  # left over from before Stop: writes nothing
+    assert run(user()) == "user"  # a user's action resumes the tab...
+    assert run(left()) == "left"  # ...and its follow-ups run
     LocalContext.request.reset(token)
     statuses = [json.loads(line)["status"] for line in
                 (tmp_path / "events.log").read_text().splitlines()]
@@ -337,5 +349,5 @@ def test_an_event_running_at_stop_writes_nothing(monkeypatch):
         return await task
 
     token = in_session("tab-r")
-    assert asyncio.run(scenario()) == (gr.skip(), gr.skip())
+    assert run(scenario()) == (gr.skip(), gr.skip())
     LocalContext.request.reset(token)
