@@ -83,7 +83,7 @@ def wire(demo: gr.Blocks, inp: dict, seg: dict, br: dict, att: dict, cmp: dict, 
     compare.wire_compare(g, inp, cmp, tab, subject, tokens["compare"])
     sweep.wire_sweep(g, inp, sw, page["channels"], subject)
     lesson.wire_lesson(g, inp, att, cmp, page, subject, tokens)
-    inp["stop"].click(stop_all, None, None, cancels=g.running, **QUIET)
+    inp["stop"].click(stop_all, None, None, **QUIET)
 
 
 def wire_page(g: Graph, demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: dict, subject):

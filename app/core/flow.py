@@ -7,19 +7,29 @@ Every event that runs the network goes through `model_event`, which
   event with the same output (same session) leaves that output alone (`gr.skip()`), so a late
   event can never draw an older view over a newer one, nor put back a control's older value;
 - appends one JSON line per run to `$DMNET_EVENT_LOG` when set (the tests count runs with it);
-- obeys Stop (`stop`): it is an async function that Stop's cancel ends at once (in its delay,
-  between steps, or while its pass runs in a thread), and what the cancel cannot reach is left
-  to the server: an event that began before a Stop writes nothing, and an event left over from
-  before it (see below) does not run.
+- obeys Stop (`stop`), on the server: Stop wakes every model event its browser tab has running,
+  in its delay, waiting for a slot or while its pass runs in a thread, and it ends at once
+  writing nothing (the pass finishes in the background, its result dropped); and an event left
+  over from before the Stop (see below) does not run;
+- holds one of `MODEL_SLOTS` slots while it runs the network (all tabs together), which bounds
+  the CPU and memory that passes take. Gradio's own queue limit is not used for that: an event
+  waiting in Gradio's queue can only be cancelled by the page, see below.
 
-**Stop**, as found in Gradio 6.31's page: it cancels each event in turn, by the id the queue gave
-it, so an event whose id has not come back yet is not cancelled; the listeners of one trigger
-run one after another (a later one starts after Stop, when the earlier ends); the follow-ups
-(`.then`, `.success` and `.failure`) of a cancelled event run; and an `always_last` event that
-waited runs when the cancelled one ends. So the server keeps, per browser tab, whether it is
-stopped: after Stop, an event that a *user's action* did not start (a State's change, or a
-follow-up of a queued event) returns at once writing nothing; the next event a user's action
-starts (a click, a pick, an upload, a page load; `started_by_user`) resumes the tab.
+**Why not Gradio's `cancels`**, as found in Gradio 6.31's page: a cancelled event's output can
+be left showing "Error" for good. The page sends `/cancel`, then `/reset`, then marks the output
+done; the server answers the cancel with an empty "completed" message, and when that message
+reaches the page after `/reset` has answered (a busy machine), the page fails to read it and
+marks the output as failed. A cancel also reaches only events whose id the queue has sent back,
+and starts the follow-ups of the events it cancels. So Stop is a direct event (`gates.stop_all`)
+that ends the events here: each ends normally, writing nothing, and no cancel races.
+
+What Stop cannot reach: the listeners of one trigger run one after another on the page (a later
+one starts after Stop, when the earlier ends); the follow-ups (`.then`, `.success`) of an event
+that Stop ended run; and an `always_last` event that waited runs when the one before it ends.
+So the server keeps, per browser tab, whether it is stopped: after Stop, an event that a *user's
+action* did not start (a State's change, or a follow-up of a queued event) returns at once
+writing nothing; the next event a user's action starts (a click, a pick, an upload, a page
+load; `started_by_user`) resumes the tab.
 
 A lazy view (a tab's computations) runs only while its tab is open, once per subject (model,
 image, true mask): `Claims` records per browser tab what each view was last asked to show, so
@@ -30,6 +40,7 @@ forgets the claims, so the next look at a view runs it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import itertools
@@ -38,8 +49,9 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 import anyio
 import gradio as gr
@@ -48,6 +60,7 @@ from gradio.context import LocalContext
 DELAY = "DMNET_EVENT_DELAY"  # seconds, the most a model event waits before it runs
 LOG = "DMNET_EVENT_LOG"  # a file: one JSON line per model event run
 SESSIONS_KEPT = 4096  # browser tabs whose last outputs and claims are remembered
+MODEL_SLOTS = 2  # model events that run the network at once, all browser tabs together
 
 _tickets = itertools.count(1)
 _lock = threading.Lock()
@@ -73,12 +86,51 @@ _stops: OrderedDict[str, dict] = OrderedDict()  # session -> {"count": Stops, "s
 USER_EVENTS = ("click", "input", "select", "upload", "clear", "load", "submit", "release")
 
 
-def stop() -> None:
-    """Stop, for the browser tab of the event being run (see the module's docstring)."""
+class _Run:
+    """A model event running now: Stop wakes it (from any thread)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.get_running_loop()
+        self.woken = asyncio.Event()
+
+    def wake(self) -> None:
+        self.loop.call_soon_threadsafe(self.woken.set)
+
+
+_runs: dict[str, set[_Run]] = {}  # session -> its model events running now
+
+
+@contextlib.contextmanager
+def _running(name: str):
+    """Register the model event being run, so that Stop can wake it, for as long as it runs."""
+    current, who = _Run(name), session()
     with _lock:
-        state = _remember(_stops, session())
-        state["count"] = state.get("count", 0) + 1
-        state["stopped"] = True
+        _runs.setdefault(who, set()).add(current)
+    try:
+        yield current
+    finally:
+        with _lock:
+            runs = _runs.get(who, set())
+            runs.discard(current)
+            if not runs:
+                _runs.pop(who, None)
+
+
+def stop(names: Collection[str] | None = None) -> None:
+    """Stop, for the browser tab of the event being run (see the module's docstring): its
+    running model events end at once writing nothing, and what is left over from before does
+    not run. With `names`, only the running events of those functions end (a view's own Stop,
+    the sweep's), and the tab is not stopped."""
+    with _lock:
+        who = session()
+        if names is None:
+            state = _remember(_stops, who)
+            state["count"] = state.get("count", 0) + 1
+            state["stopped"] = True
+        woken = [r for r in _runs.get(who, ()) if names is None or r.name in names]
+    for run in woken:
+        run.wake()
 
 
 def _begin(by_user: bool) -> int | None:
@@ -145,7 +197,7 @@ def _fresh(value, outputs: Sequence[int], who: str, ticket: int):
 
 
 async def _pause() -> None:
-    """The switch's random delay; a cancel (Stop) ends it at once."""
+    """The switch's random delay."""
     most = float(os.environ.get(DELAY) or 0)
     if most > 0:
         await asyncio.sleep(random.uniform(0, most))
@@ -168,17 +220,56 @@ def _next(it: Iterator):
 
 
 async def _thread(call: Callable, *args):
-    """`call(*args)` in a worker thread, awaited so that a cancel (Stop) ends the event at once:
-    Gradio runs a plain function in a thread whose await no cancel can end (the event then
-    lives until the work is done, and its spinner with it); the abandoned work finishes in the
-    background and its result is dropped."""
+    """`call(*args)` in a worker thread, awaited so that Stop (or a cancel) ends the event at
+    once: the abandoned work finishes in the background and its result is dropped."""
     return await anyio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
+
+
+class _Stopped(Exception):
+    """Stop woke the event: it ends writing nothing."""
+
+
+async def _or_stop(run: _Run, awaitable):
+    """What `awaitable` gives, unless Stop wakes `run` first (then `_Stopped`; the awaitable is
+    cancelled)."""
+    task = asyncio.ensure_future(awaitable)
+    woken = asyncio.ensure_future(run.woken.wait())
+    try:
+        await asyncio.wait({task, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        if not task.done():
+            task.cancel()
+    if run.woken.is_set():
+        raise _Stopped
+    return task.result()
+
+
+_semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> slots
+
+
+@contextlib.asynccontextmanager
+async def _slot(run: _Run):
+    """One of the `MODEL_SLOTS`, waited for unless Stop wakes `run`."""
+    loop = asyncio.get_running_loop()
+    slots = _semaphores.setdefault(loop, asyncio.Semaphore(MODEL_SLOTS))
+    acquire = asyncio.ensure_future(slots.acquire())
+    try:
+        await _or_stop(run, acquire)
+    except BaseException:
+        if acquire.done() and not acquire.cancelled():
+            slots.release()
+        raise
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def model_event(fn: Callable, outputs: Sequence[gr.components.Component]) -> Callable:
     """`fn` as a model event writing `outputs` (see the module's docstring): an async function
-    (an async generator for a generator) that Stop's cancel ends at once, in its delay or
-    between steps or while the pass runs in its thread. Gradio reads the parameters
+    (an async generator for a generator) that Stop ends at once, in its delay, while it waits
+    for a slot, while a pass runs in its thread, or between steps. Gradio reads the parameters
     (gr.Progress, gr.SelectData) of `fn` itself through `functools.wraps`."""
     ids = [c._id for c in outputs]
     name = fn.__name__
@@ -192,20 +283,31 @@ def model_event(fn: Callable, outputs: Sequence[gr.components.Component]) -> Cal
                 yield _nothing(ids)
                 return
             who, ticket = _start(ids)  # in the order the queue started them, before the pause
-            status = "cancelled"
-            try:
-                await _pause()
-                began, status = time.time(), "error"
-                steps = await _thread(functools.partial(fn, *args, **kwargs))
-                while ((value := await _thread(_next, steps)) is not _DONE
-                       and not _stopped_since(count)):
-                    yield _fresh(value, ids, who, ticket)
-                status = "stopped" if _stopped_since(count) else "ok"
-            except (GeneratorExit, asyncio.CancelledError):
-                status = "cancelled"
-                raise
-            finally:
-                _log(name, who, began, status)
+            status, shown = "cancelled", False
+            with _running(name) as current:
+                try:
+                    await _or_stop(current, _pause())
+                    began = time.time()
+                    async with _slot(current):
+                        status = "error"
+                        steps = await _or_stop(current, _thread(functools.partial(fn, *args,
+                                                                                  **kwargs)))
+                        while (value := await _or_stop(current, _thread(_next, steps))) \
+                                is not _DONE:
+                            if _stopped_since(count):
+                                raise _Stopped
+                            shown = True
+                            yield _fresh(value, ids, who, ticket)
+                    status = "ok"
+                except _Stopped:
+                    status = "stopped"
+                except (GeneratorExit, asyncio.CancelledError):
+                    status = "cancelled"
+                    raise
+                finally:
+                    _log(name, who, began, status)
+            if status == "stopped" and not shown:
+                yield _nothing(ids)  # a generator that yields nothing sends None to each output
         stream.by_user = False  # set where it is registered: `started_by_user`
         return stream
 
@@ -217,18 +319,26 @@ def model_event(fn: Callable, outputs: Sequence[gr.components.Component]) -> Cal
             return _nothing(ids)
         who, ticket = _start(ids)
         status = "cancelled"
-        try:
-            await _pause()
-            began, status = time.time(), "stopped"
-            if not _stopped_since(count):
-                status = "error"
-                value = await _thread(functools.partial(fn, *args, **kwargs))
-                status = "stopped" if _stopped_since(count) else "ok"
-        except asyncio.CancelledError:
-            status = "cancelled"
-            raise
-        finally:
-            _log(name, who, began, status)
+        with _running(name) as current:
+            try:
+                await _or_stop(current, _pause())
+                began = time.time()
+                async with _slot(current):
+                    if _stopped_since(count):
+                        raise _Stopped
+                    status = "error"
+                    value = await _or_stop(current, _thread(functools.partial(fn, *args,
+                                                                              **kwargs)))
+                if _stopped_since(count):
+                    raise _Stopped
+                status = "ok"
+            except _Stopped:
+                status = "stopped"
+            except asyncio.CancelledError:
+                status = "cancelled"
+                raise
+            finally:
+                _log(name, who, began, status)
         return _nothing(ids) if status == "stopped" else _fresh(value, ids, who, ticket)
     run.by_user = False  # set where it is registered: `started_by_user`
     return run

@@ -74,10 +74,16 @@ def ask_compare(tab: str, subject: str, image_b: str | None):
 
 
 def stop_all() -> None:
-    """Stop: the views forget what they were asked for, and the events left over from before
-    it run no more (`flow.stop`; the page cancels the running and queued ones)."""
+    """Stop: the views forget what they were asked for, the running model events end writing
+    nothing and the events left over from before it run no more (`flow.stop`)."""
     CLAIMS.forget()
     flow.stop()
+
+
+def stop_sweep() -> None:
+    """The sweep's own Stop: the sweep ends at once (the scales it showed stay); nothing else
+    of the tab stops."""
+    flow.stop(names={"sweep"})
 
 
 def opened(tab_id: str):

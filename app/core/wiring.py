@@ -1,5 +1,5 @@
 """How the page's events are registered: `Graph` (model events and the events that write a
-State, which Stop cancels) and the keyword sets of each kind. Each view wires its own events
+State) and the keyword sets of each kind. Each view wires its own events
 with it. The design of the whole (`app/EVENTS.md` is its generated table, `python -m
 app.tools.graph`):
 
@@ -20,8 +20,10 @@ app.tools.graph`):
 - **Controls are the user's.** An event never writes a control's value back (only its
   choices, and a value only when the old one no longer exists); every model event passes
   through `flow.model_event`, where the freshest event of a browser tab wins each output.
-- **Stop** ends every event of the tab (the page cancels them; the server drops what a cancel
-  cannot reach, `flow`) and forgets the claims, so a view shown later runs again.
+- **Stop** is a direct event that ends every model event of the tab on the server (each ends
+  writing nothing; what is left over from before it does not run, `flow`) and forgets the
+  claims, so a view shown later runs again. Gradio's `cancels` is not used: it can leave an
+  output showing "Error" (see `flow`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ import gradio as gr
 
 from .flow import freshest, model_event, started_by_user
 
-HEAVY = dict(concurrency_id="model", concurrency_limit=2, trigger_mode="always_last")
+# Model events: unlimited in Gradio's queue, so that Stop reaches each on the server; the
+# wrapper holds one of `flow.MODEL_SLOTS` while it runs the network.
+HEAVY = dict(concurrency_id="model", concurrency_limit=None, trigger_mode="always_last")
 QUIET = dict(queue=False, api_visibility="private")  # UI-only helpers that write no State
 # Events that write a State (the subject, the open tab, a view's token): queued, as Gradio
 # 6.31 fires a State's `change` only for queued events; a group of their own, unlimited, so
@@ -42,19 +46,15 @@ PRIVATE = dict(api_visibility="private")
 
 
 class Graph:
-    """The model events of the page (Stop cancels them all) and the hidden triggers."""
-
-    def __init__(self) -> None:
-        self.running: list = []
+    """Registers the model events of the page and the events that write a State."""
 
     def fresh(self, trigger, fn, inputs: list, outputs: list, **kw):
         """An event that writes a State (`STATEFUL`), whose outputs a later-started one of the
-        browser tab may own (`flow.freshest`); Stop cancels it too (a subject written after
-        Stop would start every view again)."""
+        browser tab may own (`flow.freshest`); after Stop, one left over from before it writes
+        nothing (a subject written after Stop would start every view again)."""
         guarded = freshest(fn, outputs)
         event = trigger(guarded, inputs, outputs, **{**STATEFUL, **kw})
         guarded.by_user = started_by_user(event)
-        self.running.append(event)
         return event
 
     def heavy(self, trigger, fn, inputs: list, outputs: list, **kw):
@@ -62,7 +62,6 @@ class Graph:
         guarded = model_event(fn, outputs)
         event = trigger(guarded, inputs, outputs, **{**HEAVY, **kw})
         guarded.by_user = started_by_user(event)
-        self.running.append(event)
         return event
 
 

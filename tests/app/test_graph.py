@@ -64,21 +64,26 @@ def test_a_listener_that_writes_its_own_trigger_is_a_loop():
     assert graph.loops(demo) == [[0, 0]]
 
 
-def test_stop_cancels_every_model_event_and_they_run_always_last(page):
+def test_stop_is_a_direct_event_and_the_page_cancels_nothing(page):
+    """Stop ends the events on the server (`flow.stop`): a cancel by the page can leave an
+    output showing "Error" for good (Gradio 6.31, see `app.core.flow`), so no event of the page
+    cancels another; and every model event starts at once in Gradio's queue, where Stop
+    reaches it (the wrapper bounds the passes that run together)."""
     config = page.get_config_file()
-    model = [d["id"] for d in config["dependencies"]
+    by_name = {}
+    for d in config["dependencies"]:
+        fn = page.fns[d["id"]].fn
+        by_name.setdefault(getattr(fn, "__name__", None), []).append(d)
+    assert [d["cancels"] for d in config["dependencies"] if d["cancels"]] == []
+    assert not [d for d in config["dependencies"] if d["types"]["cancel"]]
+    for name in ("stop_all", "stop_sweep"):
+        (stop,) = by_name[name]
+        assert stop["queue"] is False and stop["trigger_after"] is None
+    model = [page.fns[d["id"]] for d in config["dependencies"]
              if page.fns[d["id"]].concurrency_id == "model"]
     assert len(model) > 30
-    stop = [d for d in config["dependencies"] if page.fns[d["id"]].fn is not None
-            and page.fns[d["id"]].fn.__name__ == "stop_all"]
-    assert len(stop) == 1  # forgets the claims; Gradio adds the cancelling step beside it
-    cancels = [d for d in config["dependencies"] if d["types"]["cancel"]
-               and d["targets"] == stop[0]["targets"]]
-    stateful = [d["id"] for d in config["dependencies"]
-                if page.fns[d["id"]].concurrency_id == "page"]  # they start the views
-    assert len(cancels) == 1 and set(cancels[0]["cancels"]) == set(model) | set(stateful)
-    modes = {d["trigger_mode"] for d in config["dependencies"] if d["id"] in model}
-    assert modes == {"always_last"}
+    assert {fn.concurrency_limit for fn in model} == {None}
+    assert {fn.trigger_mode for fn in model} == {"always_last"}
 
 
 def test_nothing_listens_to_the_change_of_an_image_or_a_hidden_textbox(page):
@@ -240,6 +245,144 @@ def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatc
         release.set()
     lines = (tmp_path / "events.log").read_text().splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["cancelled", "cancelled"]
+
+
+def blocked(kind: str):
+    """A model event whose pass blocks until released; `busy` is set while it runs."""
+    busy, release = threading.Event(), threading.Event()
+
+    def work():
+        busy.set()
+        release.wait(30)
+        return "late"
+
+    def frames():
+        yield "first"
+        yield work()
+
+    return (work if kind == "function" else frames), busy, release
+
+
+async def outcome(wrapped, kind: str):
+    if kind == "function":
+        return await wrapped()
+    return [value async for value in wrapped()]
+
+
+@pytest.mark.parametrize("kind", ["function", "generator"])
+@pytest.mark.parametrize("where", ["delay", "pass", "slot"])
+def test_stop_ends_a_running_model_event_at_once_writing_nothing(monkeypatch, tmp_path, kind,
+                                                                 where):
+    """Stop (the page's direct event, `flow.stop`) wakes the tab's running events: in the
+    switch's delay, while the pass runs in its thread (its result is dropped), or while it waits
+    for a slot; each ends at once, normally, writing nothing."""
+    monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
+    monkeypatch.setattr(flow.random, "uniform", lambda low, high: high)
+    monkeypatch.setenv(flow.DELAY, "100" if where == "delay" else "0")
+    with gr.Blocks():
+        out = gr.Textbox()
+    fn, busy, release = blocked(kind)
+    wrapped = flow.model_event(fn, [out])
+    hog, hog_busy, hog_release = blocked("function")  # holds every slot for "slot"
+    hogs = flow.model_event(hog, [gr.Textbox()])
+
+    async def scenario():
+        holders = []
+        if where == "slot":
+            monkeypatch.setattr(flow, "MODEL_SLOTS", 1)
+            token = in_session("tab-hog")
+            holders.append(asyncio.ensure_future(hogs()))
+            LocalContext.request.reset(token)
+            while not hog_busy.is_set():
+                await asyncio.sleep(0.01)
+        task = asyncio.ensure_future(outcome(wrapped, kind))
+        await asyncio.sleep(0.3)
+        assert busy.is_set() == (where == "pass")
+        began = time.monotonic()
+        flow.stop()
+        result = await task
+        ended = time.monotonic() - began
+        hog_release.set()
+        others = await asyncio.gather(*holders)
+        return result, ended, others
+
+    token = in_session(f"tab-stop-{kind}-{where}")
+    try:
+        result, ended, others = run(scenario())
+    finally:
+        release.set()
+        hog_release.set()
+        LocalContext.request.reset(token)
+    assert ended < 0.5
+    if kind == "function":
+        assert result == gr.skip()
+    else:
+        assert result == (["first"] if where == "pass" else [gr.skip()])  # nothing after Stop
+    assert others == (["late"] if where == "slot" else [])  # another tab's event is not stopped
+    lines = [json.loads(line) for line in (tmp_path / "events.log").read_text().splitlines()]
+    assert [(line["fn"], line["status"]) for line in lines
+            if line["session"] == f"tab-stop-{kind}-{where}"] == [(fn.__name__, "stopped")]
+
+
+def test_the_sweeps_stop_ends_only_the_sweep(monkeypatch, tmp_path):
+    monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
+    with gr.Blocks():
+        one, two = gr.Textbox(), gr.Textbox()
+    work, busy, release = blocked("function")
+
+    def sweep():
+        yield "0.5x"
+        yield work()
+
+    def segment():
+        busy.wait(30)
+        return "segmented"
+
+    swept, other = flow.model_event(sweep, [one]), flow.model_event(segment, [two])
+
+    async def scenario():
+        frames = asyncio.ensure_future(outcome(swept, "generator"))
+        segmented = asyncio.ensure_future(other())
+        while not busy.is_set():
+            await asyncio.sleep(0.01)
+        flow.stop(names={"sweep"})
+        shown = await frames
+        return shown, await segmented
+
+    token = in_session("tab-sweep")
+    try:
+        shown, segmented = run(scenario())
+        assert shown == ["0.5x"]  # it ended at once, the scale it had shown stays
+        assert segmented == "segmented"  # the other event wrote its output
+        later = flow.model_event(lambda: "runs", [two])
+        assert run(later()) == "runs"  # the tab is not stopped: a follow-up still runs
+    finally:
+        release.set()
+        LocalContext.request.reset(token)
+
+
+def test_at_most_model_slots_passes_run_at_once(monkeypatch):
+    with gr.Blocks():
+        outs = [gr.Textbox() for _ in range(5)]
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def work():
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.2)
+        with lock:
+            now[0] -= 1
+        return "done"
+
+    async def scenario():
+        events = [flow.model_event(work, [out]) for out in outs]
+        return await asyncio.gather(*(event() for event in events))
+
+    token = in_session("tab-slots")
+    assert run(scenario()) == ["done"] * 5
+    LocalContext.request.reset(token)
+    assert most[0] == flow.MODEL_SLOTS == 2
 
 
 def test_claims_run_a_view_once_per_key_until_stop():

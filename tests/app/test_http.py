@@ -26,17 +26,20 @@ def test_every_main_action_is_a_named_endpoint(client):
     assert ENDPOINTS <= named
 
 
-def test_stop_cancels_the_sweep_and_heavy_events_share_a_queue(server, demo_env):
+def test_the_served_page_cancels_nothing_and_heavy_events_share_the_model_slots(server):
+    """Stop ends the events on the server (`app.core.flow`): the page served over HTTP has no
+    cancelling event; the heavy events are the model group, unlimited in Gradio's queue (so
+    Stop reaches each) and bounded by the wrapper's slots."""
     config = json.load(urllib.request.urlopen(server + "/config"))  # noqa: S310 -- local
-    deps = config["dependencies"]
-    sweep = next(d["id"] for d in deps if d.get("api_name") == "sweep")
-    assert any(sweep in (d.get("cancels") or []) for d in deps)
+    assert not [d for d in config["dependencies"] if d.get("cancels")]
     from app.page import build
 
     fns = build().fns.values()  # the server-side settings of the same app
     heavy = [fn for fn in fns if fn.api_name in ("segment", "branches", "compare", "sweep")]
     assert len(heavy) == 4
-    assert all(fn.concurrency_id == "model" and fn.concurrency_limit == 2 for fn in heavy)
+    assert all(fn.concurrency_id == "model" and fn.concurrency_limit is None for fn in heavy)
+    stops = [fn for fn in fns if getattr(fn.fn, "__name__", "") in ("stop_all", "stop_sweep")]
+    assert len(stops) == 2 and not any(fn.queue for fn in stops)
 
 
 def test_generate_scene_then_segment_with_its_true_mask(client):

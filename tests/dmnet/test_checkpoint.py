@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import dmnet
 from dmnet import PRESETS, CheckpointError, DMNet, checkpoint_meta, load_checkpoint
 from dmnet.presets import DATASETS
 

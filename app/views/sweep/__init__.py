@@ -1,7 +1,7 @@
 """The Scale sweep tab: the model input resized from 0.5x to 2x, streamed one scale at a time
-(Stop cancels it between scales): the filters and the prediction at each scale, played back by
-`player`, and how much they move. It never starts by itself: its status says when it shows an
-earlier image."""
+(its Stop ends it at once; the scales shown stay): the filters and the prediction at each
+scale, played back by `player`, and how much they move. It never starts by itself: its status
+says when it shows an earlier image."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from app.core.analysis import sweep_frame
 from app.core.dynamics import dynamic_part
 from app.core.figures import sweep_lines
 from app.core.filters import bank_cosine
-from app.core.gates import remember_swept, sweep_note
+from app.core.gates import remember_swept, stop_sweep, sweep_note
 from app.core.metrics import mean_iou
 from app.core.runtime import gpu, ranking, see, segmentation, user_errors, valid_channel
 from app.core.wiring import QUIET, Graph
@@ -28,7 +28,7 @@ slider (or press ▶) to step through the scales: the prediction, and for each b
 channel (from the Branches tab) as its mean filter and its dynamic part at that scale, with the
 cosine of that scale's dynamic part to the one at 1×. The line plots give the same cosine for
 every branch and how many pixels keep their 1× class (and the mIoU against a true mask). Stop
-cancels the sweep between scales.
+ends the sweep at once; the scales it showed stay.
 
 Reference: {PAPER}."""
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -48,14 +48,14 @@ def create_sweep() -> dict:
 
 
 def wire_sweep(g: Graph, inp: dict, sw: dict, channels: list, subject) -> None:
-    """The sweep is a generator: it streams each scale; Stop cancels it between scales. It
+    """The sweep is a generator: it streams each scale; its Stop ends it at once. It
     remembers the subject it swept, so a new image marks it as showing an earlier one."""
     subject.change(sweep_note, [subject, sw["swept"]], [sw["status"]], **QUIET)
     began = g.fresh(sw["run"].click, remember_swept, [subject], [sw["swept"]])
-    swept = g.heavy(began.then, sweep,
-                    [inp["model"], inp["image"], inp["truth"], *channels],
-                    [sw["animation"], sw["lines"], sw["status"]], api_name="sweep")
-    sw["stop"].click(None, None, None, cancels=[swept], **QUIET)
+    g.heavy(began.then, sweep,
+            [inp["model"], inp["image"], inp["truth"], *channels],
+            [sw["animation"], sw["lines"], sw["status"]], api_name="sweep")
+    sw["stop"].click(stop_sweep, None, None, **QUIET)
 
 
 def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, channels, mean,
