@@ -166,21 +166,26 @@ def message_figure(message: str, height: int = 340) -> go.Figure:
     return fig
 
 
-def cosine_lines(cosines: dict[int, np.ndarray], channel: int | None,
-                 colors: dict[int, tuple[int, int, int]], height: int = 300) -> go.Figure:
-    """Per-channel cosine similarity of image A's and B's filters, one line per filter size."""
+def change_lines(changes: dict[int, np.ndarray], cosines: dict[int, np.ndarray],
+                 channel: int | None, colors: dict[int, tuple[int, int, int]],
+                 height: int = 300) -> go.Figure:
+    """Per channel, how much its filter changes from image A to image B (% of the filter's
+    size, `filters.relative_change`), one series per filter size; the cosine of the two dynamic
+    parts is in the hover, second."""
     fig = go.Figure()
-    for k, cos in cosines.items():
-        hover = f"k={k} channel %{{x}}: cos %{{y:.3f}}<extra></extra>"
-        fig.add_trace(go.Scatter(y=cos, mode="markers", name=f"k={k}", hovertemplate=hover,
+    for k, change in changes.items():
+        hover = (f"k={k} channel %{{x}}: the filter changes %{{y:.1f}}%<br>"
+                 "cosine of the dynamic parts %{customdata:.3f}<extra></extra>")
+        fig.add_trace(go.Scatter(y=100 * change, customdata=cosines[k], mode="markers",
+                                 name=f"k={k}", hovertemplate=hover,
                                  marker=dict(size=5, color=hex_color(colors[k]))))
     if channel is not None:
         fig.add_vline(x=channel, line=dict(color="#444", dash="dot"))
     fig.update_layout(height=height, margin=MARGIN, legend=dict(orientation="h"),
-                      title=dict(text="cosine of A's and B's dynamic parts, per channel "
-                                      "(k=1: a single number, so ±1)",
+                      title=dict(text="how much each channel's filter changes from A to B",
                                  font_size=13),
-                      xaxis_title="channel", yaxis=dict(title="cosine", range=[-1.05, 1.05]))
+                      xaxis_title="channel",
+                      yaxis=dict(title="change, % of the filter", rangemode="tozero"))
     return fig
 
 

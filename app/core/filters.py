@@ -41,6 +41,17 @@ def cosine_per_channel(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.n
     return num / np.maximum(den, eps)
 
 
+def relative_change(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """(C,) how much each channel's filter changes from `a` to `b`, both (C, k, k): the norm of
+    the difference over the mean norm of the two filters (0 = the same filter, 0.5 = a change
+    half the filter's size, 2 = opposite filters). The mean filter cancels in the difference, so
+    it is also the change of the dynamic parts, measured against the filter they belong to; it
+    gives the size the cosine leaves out (two near-zero dynamic parts can have any cosine)."""
+    a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    size = (np.linalg.norm(a2, axis=1) + np.linalg.norm(b2, axis=1)) / 2
+    return np.linalg.norm(a2 - b2, axis=1) / np.maximum(size, eps)
+
+
 def bank_cosine(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> float:
     """Cosine similarity of two whole filter banks (every channel's taps in one vector)."""
     a1, b1 = a.ravel(), b.ravel()

@@ -97,9 +97,17 @@ def test_compare_two_images(client, scene, photo):
     out = client.predict("demo", handle_file(str(scene[0])), handle_file(str(photo)), 5, None,
                          api_name="/compare")
     pred_a, pred_b, pair, lines, table = out
+    from app.views.compare import TABLE
+
+    assert table["headers"] == list(TABLE)
     assert [row[0] for row in table["data"]] == ["k=1", "k=3", "k=5", "k=7"]
-    assert all(-1 <= row[1] <= 1 and -1 <= row[2] <= 1 for row in table["data"])
-    assert table["headers"][1:3] == ["raw cosine", "dynamic cosine"]
+    for _, mean, most, cosines, raw, dynamic in table["data"]:
+        changes = [float(part.split("(")[1].rstrip("%)")) for part in most.split(", ")]
+        assert len(changes) == 3 and changes == sorted(changes, reverse=True)  # ranked by it
+        assert 0 <= mean <= changes[0] + 0.5 and changes[0] <= 200  # a mean, of the same scale
+        assert all(-1 <= float(c) <= 1 for c in cosines.split(", "))
+        assert -1 <= raw <= 1 and -1 <= dynamic <= 1
+    assert "changes" in pair["plot"] and "% of the filter" in lines["plot"]
 
 
 def test_sweep_streams_every_scale(client, scene):

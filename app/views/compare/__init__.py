@@ -18,14 +18,18 @@ from app.views.sidebar.actions import require_demo
 COMPARE = f"""**Adaptation, made visible.** Every generated filter is the sum of two parts:
 the **mean** filter (the same for every image: its average over a fixed set of reference
 images, named in the model's status line at the top left) and the **dynamic part** (what this
-image changed). The mean is the same for A and B and often the larger part, so raw filters of two
-images can look alike even when the images changed them in opposite ways (a model whose filters
-barely adapt gives raw cosines of 0.95–1.0). That is why the plots here compare only the dynamic
-parts: the panel shows the mean and A's and B's dynamic parts on one colour scale, and the line
-plot gives, for every channel of every branch, the cosine of A's and B's dynamic parts: 1 = they
-push the filter the same way, 0 = unrelated, −1 = opposite ways (for k = 1 the dynamic part is a
-single number, so its cosine is only +1 or −1). The table gives both cosines, raw and dynamic,
-so you can see how much the mean hides.
+image changed). The panel shows the mean and A's and B's dynamic parts on one colour scale.
+
+**How much does a filter change from A to B?** The mean is the same for both images, so the
+change is the difference of the two dynamic parts, given as a percentage of the filter's size
+(its norm): 0% = the same filter for both images, 50% = a change half as large as the filter
+itself. The plot gives it for every channel of every branch, and the table names the channels
+that change most. The **cosine** of the two dynamic parts comes second (in the plot's hover and
+the table): 1 = A and B push the filter the same way, 0 = unrelated ways, −1 = opposite ways. It
+says nothing of size: two dynamic parts near zero can have any cosine while the filter hardly
+changes, which is why the channels are ranked by the change. For k = 1 the dynamic part is a
+single number, so its cosine is only +1 or −1. The raw cosine (whole filters, mean included) is
+near 1 for a model whose filters barely adapt: the mean hides the change.
 
 Reference: {PAPER}."""
 TRANSPLANT = """**Filter transplant: what do the adapted filters do?** Run image B with the filters
@@ -34,6 +38,10 @@ Everything else is B's own: its features, its other branches. Pixels that change
 their new colour) were decided by the adaptation to the image. As a yardstick, the second
 picture gives B with the *static* mean filters in the same branches: no adaptation at all. If
 A's filters change many pixels, the filters really are specific to the image they came from."""
+
+
+TABLE = ("branch", "mean change, % of a filter", "channels that change most (%)",
+         "their dynamic cosines", "raw cosine", "dynamic cosine")
 
 
 def create_compare() -> dict:
@@ -51,9 +59,7 @@ def create_compare() -> dict:
         pred_b = gr.Image(label="B: prediction", interactive=False, height=250, format="jpeg")
         pair = gr.Plot(show_label=False, elem_id="compare-pair", scale=2)
     lines = gr.Plot(show_label=False)
-    table = gr.Dataframe(headers=["branch", "raw cosine", "dynamic cosine",
-                                  "mean per-channel cosine (dynamic)", "least similar channels"],
-                         interactive=False)
+    table = gr.Dataframe(headers=list(TABLE), interactive=False, elem_id="compare-table")
     gr.Markdown(COMPARE, elem_classes="teach")
     return dict(image_b=image_b, seed_b=seed_b, scene_b=scene_b, branch=branch,
                 channel=channel, run=run, pred_a=pred_a, pred_b=pred_b, pair=pair, lines=lines,

@@ -8,8 +8,8 @@ import numpy as np
 
 from app.core import models, overlays
 from app.core.dynamics import dynamic_parts
-from app.core.figures import cosine_lines, filter_panels
-from app.core.filters import bank_cosine, cosine_per_channel, shared_range
+from app.core.figures import change_lines, filter_panels
+from app.core.filters import bank_cosine, cosine_per_channel, relative_change, shared_range
 from app.core.runtime import channel_choices, gpu, kept, ranking, see, user_errors, valid_channel
 from app.core.transplant import with_filters
 from app.views.sidebar.actions import make_scene
@@ -34,7 +34,8 @@ def channel_picker(key: str, k: int, channel: int | None) -> gr.Dropdown:
 @gpu
 def compare(key: str, image_a: str | None, image_b: str | None, k: int, channel: int | None):
     """The same branch and channel's filters for images A and B, split into the mean over the
-    reference inputs and each image's dynamic part, and how similar the dynamic parts are."""
+    reference inputs and each image's dynamic part; per channel, how much its filter changes
+    from A to B (the channels ranked by it) and the cosine of the two dynamic parts."""
     if image_b is None:
         raise gr.Error("Add image B (upload, paste, or generate a scene and use it as B).")
     a, b = see(key, image_a).analysis, see(key, image_b).analysis
@@ -45,17 +46,24 @@ def compare(key: str, image_a: str | None, image_b: str | None, k: int, channel:
     c = valid_channel(r, k, channel)
     da, db = dynamic_parts(a.filters, r), dynamic_parts(b.filters, r)
     cos = {s: cosine_per_channel(da[s], db[s]) for s in da}
+    change = {s: relative_change(a.filters[s], b.filters[s]) for s in da}
     colors = {s: overlays.part_color(f"k={s}") for s in da}
-    rows = [[f"k={s}", round(bank_cosine(a.filters[s], b.filters[s]), 3),
-             round(bank_cosine(da[s], db[s]), 3), round(float(cos[s].mean()), 3),
-             ", ".join(str(int(i)) for i in np.argsort(cos[s])[:3])] for s in da]
+    rows = []
+    for s in da:
+        most = np.argsort(-change[s], kind="stable")[:3]
+        rows.append([f"k={s}", round(100 * float(change[s].mean()), 1),
+                     ", ".join(f"{i} ({100 * change[s][i]:.0f}%)" for i in most),
+                     ", ".join(f"{cos[s][i]:.2f}" for i in most),
+                     round(bank_cosine(a.filters[s], b.filters[s]), 3),
+                     round(bank_cosine(da[s], db[s]), 3)])
     mean = r.mean[k][c]
     panels = [("mean (both)", mean), ("A: dynamic part", da[k][c]), ("B: dynamic part", db[k][c])]
     pair = filter_panels(panels, shared_range([mean, da[k][c], db[k][c]], 1.0),
-                         f"k={k}, channel {c}: cosine of the dynamic parts {cos[k][c]:.3f}")
+                         f"k={k}, channel {c}: changes {100 * change[k][c]:.0f}% of the filter "
+                         f"from A to B · cosine {cos[k][c]:.2f}")
     return (overlays.overlay(a.image, a.label, a.palette),
             overlays.overlay(b.image, b.label, b.palette),
-            pair, cosine_lines(cos, c, colors), rows)
+            pair, change_lines(change, cos, c, colors), rows)
 
 
 ALL_BRANCHES = "all branches"

@@ -20,7 +20,7 @@ def test_every_figure_has_an_explicit_height():
         figures.roles_plot(["small (2)", "large (1)"], ["x", "k=1"], np.full((2, 2), 0.5),
                            np.zeros((2, 2)), [(0, 0, 0), (1, 1, 1)]),
         figures.message_figure("needs a true mask"),
-        figures.cosine_lines({3: np.ones(8)}, 2, {3: (1, 2, 3)}),
+        figures.change_lines({3: np.ones(8)}, {3: np.zeros(8)}, 2, {3: (1, 2, 3)}),
         figures.sweep_lines([0.5, 1.0, 2.0], {3: [0.9, 1, 0.8]}, [0.7, 1, 0.6], None,
                             {3: (1, 2, 3)}),
     ]

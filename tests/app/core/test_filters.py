@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from app.core.filters import (bank_cosine, cosine_per_channel, input_dependence, pool_bins,
-                              rank_channels, shared_range)
+                              rank_channels, relative_change, shared_range)
 from app.core.metrics import class_changes, iou, mean_iou, pixel_share
 
 
@@ -48,6 +48,22 @@ def test_cosines():
     assert bank_cosine(a, a) == pytest.approx(1.0)
     assert cosine_per_channel(np.zeros((2, 3, 3)), a[:2]).tolist() == [0.0, 0.0]
     assert shared_range([a, -3 * a]) == pytest.approx(np.quantile(np.abs(np.r_[a, 3 * a]), 0.995))
+
+
+def test_relative_change_is_the_size_of_the_change_against_the_filter():
+    rng = np.random.default_rng(2)
+    mean = rng.normal(size=(4, 3, 3))
+    small, large = 0.01 * rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3, 3))
+    a, b = mean + small, mean - small  # dynamic parts of opposite sign, both tiny
+    np.testing.assert_allclose(cosine_per_channel(small, -small), -1.0)  # the cosine: opposite
+    change = relative_change(a, b)  # the change: small against the filter
+    expected = np.linalg.norm((2 * small).reshape(4, -1), axis=1) / np.linalg.norm(
+        mean.reshape(4, -1), axis=1)
+    np.testing.assert_allclose(change, expected, rtol=1e-3)
+    assert change.max() < 0.1 and relative_change(mean, mean + large).min() > 0.3
+    np.testing.assert_allclose(relative_change(a, -a), 2.0)  # opposite filters
+    np.testing.assert_allclose(relative_change(a, a), 0.0)
+    assert relative_change(np.zeros((2, 1, 1)), np.zeros((2, 1, 1))).tolist() == [0.0, 0.0]
 
 
 def test_metrics():
