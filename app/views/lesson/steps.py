@@ -127,7 +127,8 @@ def page(number: int, key: str, image: str | None) -> str:
         return INTRO.format(n=len(STEPS))
     step = STEPS[number - 1]
     words = step.words.format_map(_Missing(facts(key, image)))
-    return (f"**Step {number} of {len(STEPS)}: {step.title}.** {words}\n\n"
+    end = "" if step.title.endswith(("?", "!", ".")) else "."  # "...each image?" takes no dot
+    return (f"**Step {number} of {len(STEPS)}: {step.title}{end}** {words}\n\n"
             f"➜ *{step.takeaway}*")
 
 

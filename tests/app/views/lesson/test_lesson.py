@@ -42,6 +42,13 @@ def test_the_words_quote_this_model_and_image(demo_env, scene):
     assert f"{generated:,} numbers for this image" in third
 
 
+def test_a_title_ends_in_one_mark(demo_env, scene):
+    """"Learned once, or made for each image?." read as a typo: a question takes no dot."""
+    for number in range(1, len(lesson.STEPS) + 1):
+        title = lesson.page(number, "demo", str(scene[0])).split("**")[1]
+        assert title[-1] in ".?!" and title[-2] not in ".?!", title
+
+
 def test_without_an_image_the_words_still_read(demo_env):
     text = lesson.page(2, "demo", None)
     assert "Step 2 of 8" in text and "{" not in text
