@@ -96,7 +96,8 @@ def wire_page(g: Graph, demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: 
     rows = page["rows"]
     view = [model, image, inp["truth"], inp["seed"], inp["scale"], page["tabs"], tab, *channels,
             cmp["branch"], cmp["channel"], att["mode"], att["parts"], att["legend"],
-            att["opacity"], page["lesson_step"], cmp["image_b"], page["lesson_target"]]
+            att["opacity"], page["lesson_step"], cmp["image_b"], page["lesson_target"],
+            inp["link_note"]]
     start = demo.load(urlstate.restorer(rows), None, view, **QUIET)
     start.then(None, [page["lesson_target"]], None, js=SCROLL, **QUIET)  # a step's link
     for tab_id, item in page["tab_items"].items():
@@ -114,6 +115,7 @@ def wire_page(g: Graph, demo: gr.Blocks, inp: dict, att: dict, cmp: dict, page: 
     gr.on(triggers, address, shown, [inp["link"]], **QUIET).then(
         None, [inp["link"]], None, js=urlstate.SHOW_LINK, **QUIET)
     inp["copy"].click(None, None, None, js=urlstate.COPY_LINK, **QUIET)
+    image.input(lambda: gr.Markdown(visible=False), None, [inp["link_note"]], **QUIET)
     return start
 
 

@@ -7,8 +7,9 @@ scene), the tab (a `gr.Tab` id of app/page.py), the channel picked in each Branc
 map's legend pick (`decides`: only the pixels that input decides) and image opacity
 (`opacity`), and the Lesson's step (`step`, 1-8; a teacher's link opens that step on that image,
 with the second image step 4 compares it to). An uploaded
-image cannot travel in a link: the link then says nothing of the image. Unknown or bad values
-are ignored (the default is used), so an old or hand-edited link still opens.
+image cannot travel in a link: the link then says so (`image=yours`): "Copy link" tells the one
+who copies it, and the page it opens says that it shows an example instead. Unknown or bad
+values are ignored (the default is used), so an old or hand-edited link still opens.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from app.views.sidebar import actions
 
 TABS = ("segmentation", "branches", "attribution", "compare", "sweep", "about")  # page.py's tab ids
 ZOOMS = (0.5, 2.0)  # the range of the scene zoom slider
+YOURS = "yours"  # `image=yours`: the link was made while the user's own image was shown
+NOT_IN_LINK = ("ℹ️ **The link you opened was made with an image of its sender's own**, which a "
+               "link cannot carry: an example is shown instead. Upload the image to see its view.")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class View:
     decides: str | None = None  # the attribution legend's input (None: every input)
     opacity: float = 0.0  # the attribution map's image opacity
     step: int = 0  # the Lesson's step (0: its introduction)
+    yours: bool = False  # made while the user's own image was shown (a link cannot carry it)
 
 
 def _int(value: str | None, low: int = 0, high: int = 1 << 31) -> int | None:
@@ -95,7 +100,7 @@ def parse(params: Mapping[str, str], models: Sequence[str] = ("demo",)) -> View:
         ablation=get("ablation") if get("ablation") in ABLATIONS else view.ablation,
         parts=parts if "parts" in params else view.parts,
         decides=get("decides") if get("decides") in PARTS else None, opacity=opacity,
-        step=_step(get("step")))
+        step=_step(get("step")), yours=get("image") == YOURS and not get("example"))
 
 
 def encode(view: View) -> str:
@@ -104,6 +109,8 @@ def encode(view: View) -> str:
     query: dict[str, str] = {"model": view.model}
     if view.example:
         query["example"] = view.example
+    elif view.yours:
+        query["image"] = YOURS
     elif view.seed is not None:
         query["seed"] = str(view.seed)
         if view.zoom != 1.0:
@@ -178,8 +185,9 @@ def restorer(rows: Sequence[tuple[str, str | None]]):
 def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) -> tuple:
     """Page load: the view of the address (the first example without one), as the values of
     [model, image, true mask, seed, zoom, tabs, tab, c1, c3, c5, c7, k, ch, ablation, parts,
-    legend, opacity, lesson step, image B, lesson target]. The step's words follow from the
-    image's change; a step that compares two images gets the Lesson's own image B."""
+    legend, opacity, lesson step, image B, lesson target, link note]. The step's words follow
+    from the image's change; a step that compares two images gets the Lesson's own image B; the
+    note says when the link was made with the sender's own image."""
     params = dict(request.query_params) if request is not None else {}
     view = parse(params, [key for _, key in models.choices()])
     files = first_view_image(view, rows)
@@ -194,7 +202,8 @@ def restore(request: gr.Request | None, rows: Sequence[tuple[str, str | None]]) 
             view.ablation, list(view.parts),
             gr.Radio(choices=[EVERY_INPUT, *PARTS], value=view.decides or EVERY_INPUT),
             view.opacity, view.step, lesson.second_image(view.step, key=view.model),
-            lesson.target(view.step))
+            lesson.target(view.step), gr.Markdown(NOT_IN_LINK if view.yours else "",
+                                                  visible=view.yours))
 
 
 def link(model: str, image: str | None, seed: float | None, zoom: float | None, tab: str,
@@ -203,6 +212,7 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
          examples: Sequence[str] = ()) -> str:
     """The query string of what is on screen."""
     example, scene, scene_zoom = source(image, seed, zoom, examples, model)
+    yours = bool(image) and example is None and scene is None
     channels = {size: c for size, value in zip(FILTER_SIZES, (c1, c3, c5, c7), strict=True)
                 if (c := _int(value)) is not None}
     return encode(View(model=model or "demo", example=example, seed=scene, zoom=scene_zoom,
@@ -212,7 +222,7 @@ def link(model: str, image: str | None, seed: float | None, zoom: float | None, 
                        parts=tuple(p for p in parts or () if p in PARTS),
                        decides=decides if decides in PARTS else None,
                        opacity=_float(opacity, 0.0, 0.0, 1.0),
-                       step=_step(step)))
+                       step=_step(step), yours=yours))
 
 
 # Run in the page after `link`: the address bar shows the view (no reload, no history entry).
@@ -220,15 +230,18 @@ SHOW_LINK = """(query) => {
   const url = location.pathname + (query ? "?" + query : "");
   if (location.pathname + location.search !== url) history.replaceState(null, "", url);
 }"""
-# The "Copy link" button: the address (kept up to date by SHOW_LINK), to the clipboard.
+# The "Copy link" button: the address (kept up to date by SHOW_LINK), to the clipboard; it says
+# so on the button, and that the user's own image is not in it.
 COPY_LINK = """() => {
   const url = location.href;
   const done = () => {
     const b = document.querySelector("#copy-link");
     if (!b) return;
-    const was = b.textContent;
-    b.textContent = "✓ link copied";
-    setTimeout(() => { b.textContent = was; }, 1500);
+    const was = b.dataset.label || b.textContent;
+    b.dataset.label = was;
+    const yours = new URLSearchParams(location.search).get("image") === "yours";
+    b.textContent = yours ? "✓ copied, without your image" : "✓ link copied";
+    setTimeout(() => { b.textContent = was; }, yours ? 4000 : 1500);
   };
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(url).then(done, () => window.prompt("Copy this link:", url));

@@ -65,6 +65,15 @@ def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, phot
     page.locator("#input-image input[type=file]").set_input_files(str(photo))
     expect(page.locator("#overlay img").first).to_be_visible()
     expect(page.locator("#input-notes")).to_contain_text("downscaled from 600×400 to 192×128")
+    # a link cannot carry an upload: "Copy link" says so, and the page it opens says so too
+    expect(page).to_have_url(re.compile(r"image=yours"))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator("#copy-link").click()
+    expect(page.locator("#copy-link")).to_contain_text("without your image")
+    opened = page.context.new_page()
+    opened.goto(page.url)
+    expect(opened.locator("#link-note")).to_contain_text("cannot carry")
+    opened.close()
 
     page.get_by_role("tab", name="Compare A/B").click()
     page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))

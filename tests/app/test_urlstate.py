@@ -83,6 +83,33 @@ def test_link_describes_what_is_on_screen(tmp_path):
                                        None, 3, None, "remove", ["k=7"], None, 0, 0)
 
 
+def test_a_link_made_with_the_users_own_image_says_so(tmp_path):
+    """An upload cannot travel in a link: the link says so, and the page it opens shows an
+    example with a note (the last output of `restore`)."""
+    from types import SimpleNamespace
+    from urllib.parse import parse_qsl
+
+    photo = tmp_path / "mine.png"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(photo)
+    query = urlstate.link("demo", str(photo), 0, 1.0, "branches", None, None, None, None, 3,
+                          None, "remove", ["k=7"])
+    assert query == "model=demo&image=yours&tab=branches"
+    view = urlstate.parse(dict(parse_qsl(query)))
+    assert view.yours and view.example is None and view.seed is None
+    scene = tmp_path / "shapes_1.png"
+    Image.fromarray(generate_scene(0, 1.0)[0]).save(scene)
+    assert "image" not in urlstate.link("demo", str(scene), 0, 1.0, "branches", None, None,
+                                        None, None, 3, None, "remove", ["k=7"])  # a scene's
+    assert not urlstate.parse({"image": "yours", "example": "shapes_1.png"}).yours
+    rows = [(str(scene), None)]
+    opened = urlstate.restore(SimpleNamespace(query_params=dict(parse_qsl(query))), rows)
+    assert opened[1] == str(scene)  # the example instead
+    note = opened[-1]
+    assert note.visible is True and "cannot carry" in note.value
+    plain = urlstate.restore(SimpleNamespace(query_params={"tab": "branches"}), rows)[-1]
+    assert plain.visible is False
+
+
 def test_a_lesson_step_link_brings_the_second_image_its_step_compares():
     from app.views.lesson import steps as lesson
 

@@ -12,9 +12,9 @@ from app.core import models
 from app.core.gates import own_image, require_subject, subject_of
 from app.core.widgets import image_input
 from app.core.wiring import PRIVATE, QUIET, UNDOC, Graph, on
-from app.views.sidebar.actions import (ZOOM_LABEL, back_to, load_model, make_scene, model_status,
-                                       refresh_choices, startup, true_mask, upload_checkpoint,
-                                       zoom_slider)
+from app.views.sidebar.actions import (ZOOM_LABEL, back_to, class_ids, load_model, make_scene,
+                                       model_status, refresh_choices, startup, true_mask,
+                                       upload_checkpoint, zoom_slider)
 
 CSS = """
 /* Long names: the model picker's text stops before its icon (the full name is under it and in
@@ -22,6 +22,14 @@ CSS = """
 #model-picker input { text-overflow: ellipsis; padding-right: 28px; }
 #domain-note { color: var(--body-text-color); background: #fff4e5; border-radius: 8px; }
 #domain-note:empty { display: none; }
+/* The legend of class ids: compact columns, scrolled on its own for 150 classes (ADE20K). */
+#class-ids { font-size: 13px; }
+#class-ids ol.class-ids { list-style: none; padding: 0; margin: 6px 0 0; columns: 2;
+  max-height: 260px; overflow-y: auto; }
+#class-ids li { break-inside: avoid; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; }
+#class-ids .swatch { display: inline-block; width: 10px; height: 10px; margin: 0 4px;
+  border: 1px solid #8886; vertical-align: middle; }
 """
 
 INPUTS = """Upload, paste or photograph an image, pick an example, or **generate a scene** from
@@ -56,6 +64,7 @@ def create_sidebar(rows: list[tuple[str, str | None]]) -> dict:
         stop = gr.Button("Stop loading / analysing", size="sm", variant="stop", elem_id="stop")
         copy = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
     link = gr.Textbox(visible="hidden", elem_id="link")  # the view's query string (app/urlstate.py)
+    link_note = gr.Markdown(visible=False, elem_id="link-note")  # a link made with an upload
     with gr.Accordion(f"Upload a DMNet checkpoint (.pth, up to {max_upload_mb():,} MB)",
                       open=False):
         ckpt = gr.File(label="checkpoint", file_types=list(models.SUFFIXES), type="filepath",
@@ -69,6 +78,7 @@ def create_sidebar(rows: list[tuple[str, str | None]]) -> dict:
     with gr.Accordion("True mask (optional: a PNG of class ids)", open=False):
         truth = gr.File(label="true mask", file_types=[".png"], type="filepath",
                         elem_id="true-mask-file")
+        ids = gr.HTML(elem_id="class-ids")  # the legend of ids (`class_ids`), per model
     domain = gr.Markdown(elem_id="domain-note")  # out of the model's domain (views/about/card.py)
     notes = gr.Markdown(elem_id="input-notes")
     examples = None
@@ -84,7 +94,8 @@ def create_sidebar(rows: list[tuple[str, str | None]]) -> dict:
     gr.Markdown(INPUTS, elem_classes="teach")
     return dict(model=model, info=info, in_use=in_use, ckpt=ckpt, image=image, truth=truth,
                 truth_view=truth_view, notes=notes, seed=seed, scale=scale, scene=scene,
-                examples=examples, stop=stop, card=card, copy=copy, link=link, domain=domain)
+                examples=examples, stop=stop, card=card, copy=copy, link=link, link_note=link_note,
+                domain=domain, ids=ids)
 
 
 def wire_subject(g: Graph, inp: dict, rows: list, subject) -> object:
@@ -121,6 +132,7 @@ def wire_models(g: Graph, start, inp: dict, subject) -> tuple:
     started = loaded.success(refresh_choices, [model], [model, in_use], **QUIET)
     g.fresh(started.success, subject_of, found, [inp["truth"], subject])
     started.success(zoom_slider, [model], [inp["scale"]], **QUIET)
+    started.success(class_ids, [model], [inp["ids"]], **QUIET)
     # `select`, not `input`: Gradio 6.31's dropdown fires `input` twice per pick (two loads,
     # two messages on a failure); `select` fires once, and only on the user's pick.
     picked = g.heavy(model.select, load_model, [model], [info], api_name="load_model")
@@ -134,5 +146,6 @@ def wire_models(g: Graph, start, inp: dict, subject) -> tuple:
         kept = load.success(refresh_choices, [model], [model, in_use], **QUIET)
         g.fresh(kept.success, subject_of, found, [inp["truth"], subject])
         kept.success(zoom_slider, [model], [inp["scale"]], **QUIET)
+        kept.success(class_ids, [model], [inp["ids"]], **QUIET)
         later.append(kept)
     return started, later

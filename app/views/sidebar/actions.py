@@ -3,6 +3,8 @@ mask. Model key and files in, display values out; failures as readable messages.
 
 from __future__ import annotations
 
+import html
+
 import tempfile
 from pathlib import Path
 
@@ -52,6 +54,20 @@ def model_status() -> str:
     if not models.demo_checkpoint().is_file():
         return "⚠️ " + models.demo_missing_message()
     return f"Models run on {models.device_note()}."
+
+
+def class_ids(key: str) -> str:
+    """The legend of a true mask for this model: each class id, its colour and its name (a
+    pixel of the PNG holds the id; 255 = ignore), in the model's own class order."""
+    preset = models.get_model(key).preset
+    rows = "".join(
+        f"<li><code>{i}</code> <span class='swatch' style='background:rgb{tuple(rgb)}'></span>"
+        f"{html.escape(name)}</li>"
+        for i, (name, rgb) in enumerate(zip(preset.classes, preset.palette, strict=False)))
+    return (f"A true mask is a single-channel PNG (grayscale or palette) whose pixels hold this "
+            f"model's class ids; <code>255</code> = ignore (not scored). The "
+            f"{len(preset.classes)} ids of <b>{html.escape(preset.dataset)}</b>:"
+            f"<ol class='class-ids'>{rows}</ol>")
 
 
 def refresh_choices(key: str) -> tuple[gr.Dropdown, str]:

@@ -105,3 +105,18 @@ def test_a_control_keeps_the_users_value_unless_it_is_gone():
 
     assert kept(gr.Radio, ["a", "b"], "b", "b").value is None  # not written
     assert kept(gr.Radio, ["a", "b"], "c", "a").value == "a"  # reset: c is not a choice
+
+
+def test_the_class_legend_gives_each_id_its_colour_and_name(demo_env):
+    """A true mask is a PNG of class ids: the legend beside its upload lists this model's ids."""
+    from app.core import models
+
+    preset = models.get_model("demo").preset
+    legend = actions.class_ids("demo")
+    items = legend.split("<li>")[1:]
+    assert len(items) == len(preset.classes) == preset.num_classes
+    for i, (item, name, rgb) in enumerate(zip(items, preset.classes, preset.palette,
+                                              strict=True)):
+        assert item.startswith(f"<code>{i}</code>") and f"rgb{tuple(rgb)}" in item
+        assert name in item
+    assert "<code>255</code> = ignore" in legend
