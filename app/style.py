@@ -12,6 +12,8 @@ PAGE_CSS = """
 ul.options li, ul[role=listbox] li { white-space: normal !important; }
 .caption-label, .caption { white-space: normal !important; overflow: visible !important;
                            text-overflow: clip !important; max-width: 100% !important; }
+/* a glossary term (`words.gloss`): its meaning on hover */
+abbr.gloss { text-decoration: underline dotted; text-underline-offset: 3px; cursor: help; }
 """
 CSS = PAGE_CSS + sidebar.CSS + lesson.CSS + branches.CSS + attribution.CSS  # each view's own
 # Every plotly figure is resized whenever its box changes size: Gradio draws a plot when it

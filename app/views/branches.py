@@ -19,7 +19,7 @@ from app.core.roles import BACKGROUND, branch_roles, changed_share, points, remo
 from app.core.runtime import (FILTER_SIZES, THUMB, channel_choices, gpu, kept, ranking, see,
                               user_errors, valid_channel)
 from app.core.wiring import UNDOC, Graph, on
-from app.core.words import PAPER
+from app.core.words import PAPER, gloss
 
 CSS = """
 .col-head { text-align: center; font-weight: 600; }
@@ -101,7 +101,7 @@ def create_branches() -> dict:
     with gr.Row():
         fused = gr.Image(label="fused prediction (all inputs)", interactive=False, height=260,
                          format="jpeg", scale=1)
-        gr.Markdown(BRANCHES, elem_classes="teach")
+        gr.Markdown(gloss(BRANCHES), elem_classes="teach")
     columns = {}
     with gr.Row(equal_height=False):
         for name, k in [("x (skip path)", None), *((f"k={k}", k) for k in FILTER_SIZES)]:

@@ -14,7 +14,7 @@ from app.core.figures import class_bars
 from app.core.metrics import iou, mean_iou, pixel_share
 from app.core.runtime import USER_ERRORS, Segmented, gpu, kept, segmentation, user_errors
 from app.core.wiring import QUIET, UNDOC, Graph, on
-from app.core.words import PAPER
+from app.core.words import PAPER, gloss
 
 NO_HIGHLIGHT = "(none)"
 SEGMENT = f"""**What you see.** The prediction of the whole network, blended over the image.
@@ -43,7 +43,7 @@ def create_segmentation() -> dict:
             bars = gr.Plot(show_label=False, elem_id="class-bars")
             table = gr.Dataframe(headers=["class", "pixels %", "IoU %"], interactive=False,
                                  label="per class", elem_id="class-table")
-    gr.Markdown(SEGMENT, elem_classes="teach")
+    gr.Markdown(gloss(SEGMENT), elem_classes="teach")
     return dict(overlay=overlay, opacity=opacity, highlight=highlight, bars=bars, table=table)
 
 

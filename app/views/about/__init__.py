@@ -1,12 +1,12 @@
 """Model card / About: the card of the model in use (what it learned and how well; in the
-sidebar) and the About tab (the architecture diagram and the paper in brief)."""
+sidebar) and the About tab (the architecture diagram, the paper in brief and the glossary)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from app.core.wiring import PRIVATE, Graph
-from app.core.words import PAPER
+from app.core.words import PAPER, gloss, glossary
 from app.views.about import card
 from app.views.about.diagram import architecture_svg
 
@@ -30,7 +30,9 @@ Cityscapes and ADE20K models. Every view comes from one forward pass (`DMNet.ins
 def create_about() -> None:
     """The About tab: the architecture, drawn in the inputs' colours, and the paper in brief."""
     gr.HTML(architecture_svg(), elem_id="architecture")
-    gr.Markdown(ABOUT)
+    gr.Markdown(gloss(ABOUT))
+    with gr.Accordion("Glossary: the words the views use", open=False, elem_id="glossary"):
+        gr.Markdown(glossary())
 
 
 def wire_about(g: Graph, inp: dict, start, loads: list, ready) -> None:

@@ -9,7 +9,7 @@ import gradio as gr
 from app.core import overlays
 from app.core.gates import ask_ablation, gate, press_ablate
 from app.core.wiring import PRIVATE, QUIET, UNDOC, Graph, on
-from app.core.words import PAPER
+from app.core.words import PAPER, gloss
 from app.views.attribution import hover
 from app.views.attribution.ablation import ABLATIONS, PARTS, ablate, check_ablation, parts_for
 from app.views.attribution.explain import ALL, EVERY_INPUT, attribution, pick_pixel, roles
@@ -88,7 +88,7 @@ def create_attribution() -> dict:
                          label="which input decides, per predicted class (% of its pixels)")
     point = gr.State(None)  # the clicked pixel, as fractions (x, y) of the image
     gr.Markdown("### Branch roles by object size", elem_id="roles")
-    gr.Markdown(ROLES, elem_classes="teach")
+    gr.Markdown(gloss(ROLES), elem_classes="teach")
     with gr.Row():
         with gr.Column(scale=3):
             roles_plot = gr.Plot(show_label=False, elem_id="roles-plot")
@@ -117,7 +117,7 @@ def create_attribution() -> dict:
             changes_readout = hover_readout("changes-hover")
     changes = gr.Dataframe(headers=["class", "before %", "after %", "Δ %", "IoU before %",
                                     "IoU after %"], interactive=False, label="per class")
-    gr.Markdown(ATTRIBUTION, elem_classes="teach")
+    gr.Markdown(gloss(ATTRIBUTION), elem_classes="teach")
     return dict(dominance=dominance, legend=legend, opacity=opacity, shown=shown, point=point,
                 bars=bars, readout=readout, table=table, roles_plot=roles_plot,
                 roles_note=roles_note, roles_table=roles_table, mode=mode, parts=parts, run=run,

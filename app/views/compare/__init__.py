@@ -10,7 +10,7 @@ from app.core.gates import ask_compare
 from app.core.runtime import require_image
 from app.core.widgets import image_input
 from app.core.wiring import PRIVATE, QUIET, UNDOC, Graph, on
-from app.core.words import PAPER
+from app.core.words import PAPER, gloss
 from app.views.compare.actions import (ALL_BRANCHES, TRANSPLANTS, channel_picker, compare,
                                        make_scene_b, transplant)
 from app.views.sidebar.actions import require_demo
@@ -60,7 +60,7 @@ def create_compare() -> dict:
         pair = gr.Plot(show_label=False, elem_id="compare-pair", scale=2)
     lines = gr.Plot(show_label=False)
     table = gr.Dataframe(headers=list(TABLE), interactive=False, elem_id="compare-table")
-    gr.Markdown(COMPARE, elem_classes="teach")
+    gr.Markdown(gloss(COMPARE), elem_classes="teach")
     return dict(image_b=image_b, seed_b=seed_b, scene_b=scene_b, branch=branch,
                 channel=channel, run=run, pred_a=pred_a, pred_b=pred_b, pair=pair, lines=lines,
                 table=table, **transplant_panel())
@@ -84,7 +84,7 @@ def transplant_panel() -> dict:
         changed = gr.Image(label="other image's filters: changed pixels", interactive=False,
                            height=220, format="png", elem_id="transplant-changed")
     summary = gr.Markdown(elem_id="transplant-summary")
-    gr.Markdown(TRANSPLANT, elem_classes="teach")
+    gr.Markdown(gloss(TRANSPLANT), elem_classes="teach")
     return dict(direction=direction, where=where, transplant=go,
                 transplant_out=[own, static, moved, changed, summary])
 

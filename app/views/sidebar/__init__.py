@@ -12,6 +12,7 @@ from app.core import models
 from app.core.gates import own_image, require_subject, subject_of
 from app.core.widgets import image_input
 from app.core.wiring import PRIVATE, QUIET, UNDOC, Graph, on
+from app.core.words import gloss
 from app.views.sidebar.actions import (ZOOM_LABEL, back_to, class_ids, load_model, make_scene,
                                        model_status, refresh_choices, startup, true_mask,
                                        upload_checkpoint, zoom_slider)
@@ -91,7 +92,7 @@ def create_sidebar(rows: list[tuple[str, str | None]]) -> dict:
         seed = gr.Number(label="scene seed", value=0, precision=0, minimum=0)
         scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label=ZOOM_LABEL)
         scene = gr.Button("Generate a scene", variant="secondary")
-    gr.Markdown(INPUTS, elem_classes="teach")
+    gr.Markdown(gloss(INPUTS), elem_classes="teach")
     return dict(model=model, info=info, in_use=in_use, ckpt=ckpt, image=image, truth=truth,
                 truth_view=truth_view, notes=notes, seed=seed, scale=scale, scene=scene,
                 examples=examples, stop=stop, card=card, copy=copy, link=link, link_note=link_note,

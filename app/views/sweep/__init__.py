@@ -17,7 +17,7 @@ from app.core.gates import remember_swept, stop_sweep, sweep_note
 from app.core.metrics import mean_iou
 from app.core.runtime import gpu, ranking, see, segmentation, user_errors, valid_channel
 from app.core.wiring import QUIET, Graph
-from app.core.words import PAPER
+from app.core.words import PAPER, gloss
 from app.views.sweep import player
 from app.views.sweep.player import Frame, Panel, sweep_html
 
@@ -42,7 +42,7 @@ def create_sweep() -> dict:
     animation = gr.HTML(player.PLACEHOLDER, elem_id="sweep-animation",
                         js_on_load=player.JS, css_template=player.CSS, min_height=120)
     lines = gr.Plot(show_label=False)
-    gr.Markdown(SWEEP, elem_classes="teach")
+    gr.Markdown(gloss(SWEEP), elem_classes="teach")
     return dict(run=run, stop=stop, status=status, animation=animation, lines=lines,
                 swept=gr.State(None))  # the subject it last swept (`events.sweep_note`)
 
