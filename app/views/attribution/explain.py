@@ -139,19 +139,33 @@ def roles(key: str, image: str | None, truth: str | None):
     return gr.Dataframe(value=rows, headers=headers), plot, reading(found, names)
 
 
+WHY_THEY_DIFFER = ("*Why the two can differ:* \"decides\" asks which input has the largest "
+                   "term of a pixel's margin; \"costs\" asks whether the pixel keeps its class "
+                   "without that input. An input with the largest term can be removed at little "
+                   "cost when the other inputs' terms still keep the right class on top, and an "
+                   "input with a smaller term can be the one that tips the balance.")
+
+
 def reading(groups: list, names: list[str]) -> str:
-    """One line per object size: the input that decides most, the one whose removal costs most."""
-    lines = []
+    """One sentence per object size: the input that decides most of its pixels and the one whose
+    removal costs most, and when they differ, a word on why they can."""
+    lines, differ = [], False
     for g in groups:
         if g.name == BACKGROUND:
             continue
-        worst = int(np.nanargmax(g.cost))
-        line = (f"**{g.name}** objects ({g.objects}): decided mostly by "
-                f"**{names[int(np.argmax(g.decides))]}**; ")
-        if g.cost[worst] > 0:
-            line += (f"removing **{names[worst]}** costs the most ({100 * g.accuracy:.1f}% → "
-                     f"{100 * g.without[worst]:.1f}% of their pixels right).")
+        decides, worst = int(np.argmax(g.decides)), int(np.nanargmax(g.cost))
+        head = (f"**{g.name}** objects ({g.objects}): **{names[decides]}** decides "
+                f"{100 * g.decides[decides]:.0f}% of their pixels")
+        if g.cost[worst] <= 0:
+            lines.append(f"{head}, and removing any one input costs them nothing.")
+        elif worst == decides:
+            lines.append(f"{head}, and removing it costs the most ({100 * g.accuracy:.1f}% → "
+                         f"{100 * g.without[worst]:.1f}% of their pixels right).")
         else:
-            line += "removing any one input costs them nothing."
-        lines.append(line)
+            differ = True
+            lines.append(f"{head}, yet removing **{names[worst]}** costs the most "
+                         f"({100 * g.accuracy:.1f}% → {100 * g.without[worst]:.1f}% right; "
+                         f"without {names[decides]}: {100 * g.without[decides]:.1f}%).")
+    if differ:
+        lines.append(WHY_THEY_DIFFER)
     return "  \n".join(lines)

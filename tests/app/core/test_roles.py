@@ -185,3 +185,25 @@ def test_the_roles_command_line_prints_and_writes_every_group(demo_checkpoint, t
     assert result["images"] == 2 and result["inputs"][0] == "x"
     assert [g["name"] for g in result["groups"]] == [*BUCKETS, BACKGROUND]
     assert all(name in printed for name in [*BUCKETS, "decides %", "lost without"])
+
+
+def test_the_reading_names_who_decides_and_who_costs_and_says_why_they_differ():
+    from types import SimpleNamespace
+
+    def group(name, decides, accuracy, without):
+        return SimpleNamespace(name=name, objects=2, decides=np.array(decides),
+                               accuracy=accuracy, without=np.array(without),
+                               cost=accuracy - np.array(without))
+
+    names = ["x", "k=1", "k=3"]
+    same = explain.reading([group("small", [0.2, 0.1, 0.7], 0.9, [0.9, 0.8, 0.4])], names)
+    assert same == ("**small** objects (2): **k=3** decides 70% of their pixels, and removing "
+                    "it costs the most (90.0% → 40.0% of their pixels right).")
+    differ = explain.reading([group("large", [0.8, 0.1, 0.1], 0.9, [0.85, 0.3, 0.9]),
+                              group(BACKGROUND, [1.0, 0, 0], 1.0, [0.5, 1, 1])], names)
+    first, why = differ.split("  \n")
+    assert first == ("**large** objects (2): **x** decides 80% of their pixels, yet removing "
+                     "**k=1** costs the most (90.0% → 30.0% right; without x: 85.0%).")
+    assert why == explain.WHY_THEY_DIFFER
+    free = explain.reading([group("tiny", [0.5, 0.5, 0], 0.5, [0.5, 0.6, 0.5])], names)
+    assert free.endswith("removing any one input costs them nothing.")
