@@ -10,26 +10,12 @@ Every event that runs the network goes through `model_event`, which
 - obeys Stop (`stop`), on the server: Stop wakes every model event its browser tab has running,
   in its delay, waiting for a slot or while its pass runs in a thread, and it ends at once
   writing nothing (the pass finishes in the background, its result dropped); and an event left
-  over from before the Stop (see below) does not run;
+  over from before the Stop (`tabstate`) does not run;
 - holds one of `MODEL_SLOTS` slots while it runs the network (all tabs together), which bounds
   the CPU and memory that passes take. Gradio's own queue limit is not used for that: an event
-  waiting in Gradio's queue can only be cancelled by the page, see below.
+  waiting in Gradio's queue can only be cancelled by the page (`tabstate`).
 
-**Why not Gradio's `cancels`**, as found in Gradio 6.31's page: a cancelled event's output can
-be left showing "Error" for good. The page sends `/cancel`, then `/reset`, then marks the output
-done; the server answers the cancel with an empty "completed" message, and when that message
-reaches the page after `/reset` has answered (a busy machine), the page fails to read it and
-marks the output as failed. A cancel also reaches only events whose id the queue has sent back,
-and starts the follow-ups of the events it cancels. So Stop is a direct event (`gates.stop_all`)
-that ends the events here: each ends normally, writing nothing, and no cancel races.
-
-What Stop cannot reach: the listeners of one trigger run one after another on the page (a later
-one starts after Stop, when the earlier ends); the follow-ups (`.then`, `.success`) of an event
-that Stop ended run; and an `always_last` event that waited runs when the one before it ends.
-So the server keeps, per browser tab, whether it is stopped: after Stop, an event that a *user's
-action* did not start (a State's change, or a follow-up of a queued event) returns at once
-writing nothing; the next event a user's action starts (a click, a pick, an upload, a page
-load; `started_by_user`) resumes the tab.
+Stop itself, and why it is not Gradio's `cancels`: `tabstate`.
 
 A lazy view (a tab's computations) runs only while its tab is open, once per subject (model,
 image, true mask): `Claims` records per browser tab what each view was last asked to show, so
@@ -47,126 +33,26 @@ import itertools
 import json
 import os
 import random
-import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import anyio
 import gradio as gr
-from gradio.context import LocalContext
+
+from .tabstate import (LOCK, USER_EVENTS, Run, Stopped, begin, or_stop, remember, running,
+                       session, started_by_user, stop, stopped_since)
+
+__all__ = ["CLAIMS", "DELAY", "LOG", "MODEL_SLOTS", "USER_EVENTS", "Claims", "freshest",
+           "model_event", "session", "started_by_user", "stop", "token"]
 
 DELAY = "DMNET_EVENT_DELAY"  # seconds, the most a model event waits before it runs
 LOG = "DMNET_EVENT_LOG"  # a file: one JSON line per model event run
-SESSIONS_KEPT = 4096  # browser tabs whose last outputs and claims are remembered
 MODEL_SLOTS = 2  # model events that run the network at once, all browser tabs together
 
 _tickets = itertools.count(1)
-_lock = threading.Lock()
 _latest: OrderedDict[str, dict[int, int]] = OrderedDict()  # session -> output id -> ticket
-
-
-def session() -> str:
-    """The browser tab (Gradio session) of the event being run; "" outside an event."""
-    request = LocalContext.request.get(None)
-    return (getattr(request, "session_hash", None) or "") if request is not None else ""
-
-
-def _remember(table: OrderedDict, key: str) -> dict:
-    """The entry of `key` in a table of recent sessions (the oldest is dropped past the limit)."""
-    entry = table.setdefault(key, {})
-    table.move_to_end(key)
-    while len(table) > SESSIONS_KEPT:
-        table.popitem(last=False)
-    return entry
-
-
-_stops: OrderedDict[str, dict] = OrderedDict()  # session -> {"count": Stops, "stopped": bool}
-USER_EVENTS = ("click", "input", "select", "upload", "clear", "load", "submit", "release")
-
-
-class _Run:
-    """A model event running now: Stop wakes it (from any thread)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.loop = asyncio.get_running_loop()
-        self.woken = asyncio.Event()
-
-    def wake(self) -> None:
-        self.loop.call_soon_threadsafe(self.woken.set)
-
-
-_runs: dict[str, set[_Run]] = {}  # session -> its model events running now
-
-
-@contextlib.contextmanager
-def _running(name: str):
-    """Register the model event being run, so that Stop can wake it, for as long as it runs."""
-    current, who = _Run(name), session()
-    with _lock:
-        _runs.setdefault(who, set()).add(current)
-    try:
-        yield current
-    finally:
-        with _lock:
-            runs = _runs.get(who, set())
-            runs.discard(current)
-            if not runs:
-                _runs.pop(who, None)
-
-
-def stop(names: Collection[str] | None = None) -> None:
-    """Stop, for the browser tab of the event being run (see the module's docstring): its
-    running model events end at once writing nothing, and what is left over from before does
-    not run. With `names`, only the running events of those functions end (a view's own Stop,
-    the sweep's), and the tab is not stopped."""
-    with _lock:
-        who = session()
-        if names is None:
-            state = _remember(_stops, who)
-            state["count"] = state.get("count", 0) + 1
-            state["stopped"] = True
-        woken = [r for r in _runs.get(who, ()) if names is None or r.name in names]
-    for run in woken:
-        run.wake()
-
-
-def _begin(by_user: bool) -> int | None:
-    """The tab's count of Stops as an event begins, or None when it must not run: left over
-    from before a Stop. An event a user's action started resumes the tab."""
-    with _lock:
-        state = _remember(_stops, session())
-        if by_user:
-            state["stopped"] = False
-        elif state.get("stopped"):
-            return None
-        return state.get("count", 0)
-
-
-def _stopped_since(count: int) -> bool:
-    with _lock:
-        return _stops.get(session(), {}).get("count", 0) != count
-
-
-def started_by_user(dependency: dict) -> bool:
-    """Whether an event (Gradio's dependency, as registered) starts on a user's action: its
-    triggers are user events, or it follows a direct (unqueued) event that does. A queued
-    event's follow-up does not: Gradio's page runs it after a cancel too. A trigger that mixes
-    both kinds is refused (its kind would depend on which fired): register them apart."""
-    from gradio.context import get_blocks_context
-
-    fns = get_blocks_context().fns
-    after, targets = dependency["trigger_after"], dependency["targets"]
-    if after is None:
-        kinds = {event in USER_EVENTS for _, event in targets}
-        if len(kinds) > 1:
-            raise ValueError(f"triggers of both kinds in one event: {targets}")
-        return kinds == {True}
-    parent = fns[after]
-    return not parent.queue and started_by_user(dict(trigger_after=parent.trigger_after,
-                                                     targets=parent.targets))
 
 
 def _nothing(outputs: Sequence[int]):
@@ -177,8 +63,8 @@ def _nothing(outputs: Sequence[int]):
 def _start(outputs: Sequence[int]) -> tuple[str, int]:
     """Take a ticket for these outputs of this session: the newest event to write each."""
     who, ticket = session(), next(_tickets)
-    with _lock:
-        latest = _remember(_latest, who)
+    with LOCK:
+        latest = remember(_latest, who)
         for i in outputs:
             latest[i] = ticket
     return who, ticket
@@ -186,7 +72,7 @@ def _start(outputs: Sequence[int]) -> tuple[str, int]:
 
 def _fresh(value, outputs: Sequence[int], who: str, ticket: int):
     """`value` with gr.skip() for each output that a later-started event of the session owns."""
-    with _lock:
+    with LOCK:
         latest = dict(_latest.get(who, {}))
     stale = [latest.get(i, ticket) != ticket for i in outputs]
     if not any(stale):
@@ -208,7 +94,7 @@ def _log(name: str, who: str, began: float, status: str) -> None:
     if path:
         line = json.dumps(dict(fn=name, session=who, start=began, end=time.time(),
                                status=status))
-        with _lock, open(path, "a") as f:
+        with LOCK, open(path, "a") as f:
             f.write(line + "\n")
 
 
@@ -225,37 +111,17 @@ async def _thread(call: Callable, *args):
     return await anyio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
 
 
-class _Stopped(Exception):
-    """Stop woke the event: it ends writing nothing."""
-
-
-async def _or_stop(run: _Run, awaitable):
-    """What `awaitable` gives, unless Stop wakes `run` first (then `_Stopped`; the awaitable is
-    cancelled)."""
-    task = asyncio.ensure_future(awaitable)
-    woken = asyncio.ensure_future(run.woken.wait())
-    try:
-        await asyncio.wait({task, woken}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
-        if not task.done():
-            task.cancel()
-    if run.woken.is_set():
-        raise _Stopped
-    return task.result()
-
-
 _semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> slots
 
 
 @contextlib.asynccontextmanager
-async def _slot(run: _Run):
+async def _slot(run: Run):
     """One of the `MODEL_SLOTS`, waited for unless Stop wakes `run`."""
     loop = asyncio.get_running_loop()
     slots = _semaphores.setdefault(loop, asyncio.Semaphore(MODEL_SLOTS))
     acquire = asyncio.ensure_future(slots.acquire())
     try:
-        await _or_stop(run, acquire)
+        await or_stop(run, acquire)
     except BaseException:
         if acquire.done() and not acquire.cancelled():
             slots.release()
@@ -277,29 +143,29 @@ def model_event(fn: Callable, outputs: Sequence[gr.components.Component]) -> Cal
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         async def stream(*args, **kwargs):
-            count, began = _begin(stream.by_user), time.time()
+            count, began = begin(stream.by_user), time.time()
             if count is None:
                 _log(name, session(), began, "stopped")
                 yield _nothing(ids)
                 return
             who, ticket = _start(ids)  # in the order the queue started them, before the pause
             status, shown = "cancelled", False
-            with _running(name) as current:
+            with running(name) as current:
                 try:
-                    await _or_stop(current, _pause())
+                    await or_stop(current, _pause())
                     began = time.time()
                     async with _slot(current):
                         status = "error"
-                        steps = await _or_stop(current, _thread(functools.partial(fn, *args,
+                        steps = await or_stop(current, _thread(functools.partial(fn, *args,
                                                                                   **kwargs)))
-                        while (value := await _or_stop(current, _thread(_next, steps))) \
+                        while (value := await or_stop(current, _thread(_next, steps))) \
                                 is not _DONE:
-                            if _stopped_since(count):
-                                raise _Stopped
+                            if stopped_since(count):
+                                raise Stopped
                             shown = True
                             yield _fresh(value, ids, who, ticket)
                     status = "ok"
-                except _Stopped:
+                except Stopped:
                     status = "stopped"
                 except (GeneratorExit, asyncio.CancelledError):
                     status = "cancelled"
@@ -313,26 +179,26 @@ def model_event(fn: Callable, outputs: Sequence[gr.components.Component]) -> Cal
 
     @functools.wraps(fn)
     async def run(*args, **kwargs):
-        count, began = _begin(run.by_user), time.time()
+        count, began = begin(run.by_user), time.time()
         if count is None:
             _log(name, session(), began, "stopped")
             return _nothing(ids)
         who, ticket = _start(ids)
         status = "cancelled"
-        with _running(name) as current:
+        with running(name) as current:
             try:
-                await _or_stop(current, _pause())
+                await or_stop(current, _pause())
                 began = time.time()
                 async with _slot(current):
-                    if _stopped_since(count):
-                        raise _Stopped
+                    if stopped_since(count):
+                        raise Stopped
                     status = "error"
-                    value = await _or_stop(current, _thread(functools.partial(fn, *args,
+                    value = await or_stop(current, _thread(functools.partial(fn, *args,
                                                                               **kwargs)))
-                if _stopped_since(count):
-                    raise _Stopped
+                if stopped_since(count):
+                    raise Stopped
                 status = "ok"
-            except _Stopped:
+            except Stopped:
                 status = "stopped"
             except asyncio.CancelledError:
                 status = "cancelled"
@@ -351,7 +217,7 @@ def freshest(fn: Callable, outputs: Sequence[gr.components.Component]) -> Callab
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        if _begin(run.by_user) is None:
+        if begin(run.by_user) is None:
             return _nothing(ids)
         who, ticket = _start(ids)
         return _fresh(fn(*args, **kwargs), ids, who, ticket)
@@ -369,8 +235,8 @@ class Claims:
 
     def claim(self, view: str, key: str) -> bool:
         """Whether `view` must run for `key` now (and from now on it counts as asked for)."""
-        with _lock:
-            views = _remember(self._views, session())
+        with LOCK:
+            views = remember(self._views, session())
             if views.get(view) == key:
                 return False
             views[view] = key
@@ -378,7 +244,7 @@ class Claims:
 
     def forget(self) -> None:
         """Stop: every view of this browser tab runs again when next shown."""
-        with _lock:
+        with LOCK:
             self._views.pop(session(), None)
 
 
