@@ -58,11 +58,12 @@ def model_status() -> str:
 
 def class_ids(key: str) -> str:
     """The legend of a true mask for this model: each class id, its colour and its name (a
-    pixel of the PNG holds the id; 255 = ignore), in the model's own class order."""
+    pixel of the PNG holds the id; 255 = ignore), in the model's own class order; a name cut
+    by its column shows whole on hover."""
     preset = models.get_model(key).preset
     rows = "".join(
-        f"<li><code>{i}</code> <span class='swatch' style='background:rgb{tuple(rgb)}'></span>"
-        f"{html.escape(name)}</li>"
+        f"<li title='{i}: {html.escape(name, quote=True)}'><code>{i}</code> <span "
+        f"class='swatch' style='background:rgb{tuple(rgb)}'></span>{html.escape(name)}</li>"
         for i, (name, rgb) in enumerate(zip(preset.classes, preset.palette, strict=False)))
     return (f"A true mask is a single-channel PNG (grayscale or palette) whose pixels hold this "
             f"model's class ids; <code>255</code> = ignore (not scored). The "

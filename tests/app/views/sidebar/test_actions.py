@@ -113,10 +113,10 @@ def test_the_class_legend_gives_each_id_its_colour_and_name(demo_env):
 
     preset = models.get_model("demo").preset
     legend = actions.class_ids("demo")
-    items = legend.split("<li>")[1:]
+    items = legend.split("<li ")[1:]
     assert len(items) == len(preset.classes) == preset.num_classes
     for i, (item, name, rgb) in enumerate(zip(items, preset.classes, preset.palette,
                                               strict=True)):
-        assert item.startswith(f"<code>{i}</code>") and f"rgb{tuple(rgb)}" in item
-        assert name in item
+        assert item.startswith(f"title='{i}: {name}'><code>{i}</code>")  # whole on hover
+        assert f"rgb{tuple(rgb)}" in item and f"{name}</li>" in item
     assert "<code>255</code> = ignore" in legend
