@@ -70,5 +70,5 @@ def gloss(text: str) -> str:
 
 def glossary() -> str:
     """Every term and its meaning, as a markdown list (the About tab's glossary)."""
-    return "\n".join(f"- **{term}**: {meaning}." for term, meaning in
+    return "\n".join(f"- **{term}**: {meaning.rstrip('.')}." for term, meaning in
                      sorted(GLOSSARY.items(), key=lambda item: item[0].lower()))

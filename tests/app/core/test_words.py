@@ -34,3 +34,4 @@ def test_every_view_that_teaches_glosses_its_words():
     assert {"DCMs", "depthwise"} <= set(marked(gloss(BRANCHES)))
     listed = glossary()
     assert all(f"- **{term}**: " in listed for term in GLOSSARY)
+    assert all(line.endswith(".") and not line.endswith("..") for line in listed.splitlines())
