@@ -9,7 +9,8 @@ import numpy as np
 from app.core import models, overlays
 from app.core.dynamics import dynamic_parts
 from app.core.figures import change_lines, filter_panels
-from app.core.filters import bank_cosine, cosine_per_channel, relative_change, shared_range
+from app.core.filters import (bank_cosine, cosine_per_channel, rank_channels, relative_change,
+                              shared_range)
 from app.core.runtime import channel_choices, gpu, kept, ranking, see, user_errors, valid_channel
 from app.core.transplant import with_filters
 from app.views.sidebar.actions import make_scene
@@ -50,7 +51,7 @@ def compare(key: str, image_a: str | None, image_b: str | None, k: int, channel:
     colors = {s: overlays.part_color(f"k={s}") for s in da}
     rows = []
     for s in da:
-        most = np.argsort(-change[s], kind="stable")[:3]
+        most = rank_channels(change[s])[:3]
         rows.append([f"k={s}", round(100 * float(change[s].mean()), 1),
                      ", ".join(f"{i} ({100 * change[s][i]:.0f}%)" for i in most),
                      ", ".join(f"{cos[s][i]:.2f}" for i in most),

@@ -7,7 +7,7 @@ import torch
 from app.core.analysis import analyse, runner
 from app.core.dynamics import (PHOTOS, SCENES, dynamic_part, dynamic_parts, dynamic_share,
                                reference, reference_data)
-from app.core.filters import bank_cosine, cosine_per_channel, rank_channels
+from app.core.filters import bank_cosine, cosine_per_channel, rank_channels, relative_change
 from app.core.images import generate_scene
 from app.views.compare import actions as compare
 
@@ -104,8 +104,8 @@ def test_channels_are_ranked_by_how_much_their_dynamic_part_varies(model, ref):
 
 
 def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
-    """Raw filters of two images look alike (the mean dominates); Compare's panel, cosine plot
-    and table give the dynamic parts' cosines, which differ."""
+    """Raw filters of two images look alike (the mean dominates); Compare ranks the channels by
+    how much their filter changes from A to B, and gives the dynamic parts' cosines second."""
     from app.core import runtime
 
     a, b = str(photo), str(scene[0])
@@ -113,14 +113,22 @@ def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
     r = runtime.ranking("demo")
     fa, fb = (runtime.see("demo", p).analysis.filters for p in (a, b))
     da, db = dynamic_parts(fa, r), dynamic_parts(fb, r)
-    for row in rows:
-        k = int(row[0][2:])
-        assert row[1] == round(bank_cosine(fa[k], fb[k]), 3)  # raw: ~1
-        assert row[2] == round(bank_cosine(da[k], db[k]), 3)  # dynamic: what the view is about
-        assert row[1] > 0.95 and row[2] < row[1] - 0.1
+    for k_name, mean, most, cosines, raw, dynamic in rows:
+        k = int(k_name[2:])
+        change, cos = relative_change(fa[k], fb[k]), cosine_per_channel(da[k], db[k])
+        assert mean == round(100 * float(change.mean()), 1)
+        top = rank_channels(change)[:3]  # the channels that change most, most first
+        assert most == ", ".join(f"{i} ({100 * change[i]:.0f}%)" for i in top)
+        assert cosines == ", ".join(f"{cos[i]:.2f}" for i in top)
+        assert raw == round(bank_cosine(fa[k], fb[k]), 3)  # raw: ~1
+        assert dynamic == round(bank_cosine(da[k], db[k]), 3)  # dynamic: what the view is about
+        assert raw > 0.95 and dynamic < raw - 0.1
     c = int(r.order[5][0])  # no channel asked: the most input-dependent one
-    want = cosine_per_channel(da[5], db[5])
-    assert f"k=5, channel {c}: cosine of the dynamic parts {want[c]:.3f}" in pair.layout.title.text
-    np.testing.assert_allclose(next(t.y for t in lines.data if t.name == "k=5"), want)
+    change, want = relative_change(fa[5], fb[5]), cosine_per_channel(da[5], db[5])
+    assert (f"k=5, channel {c}: changes {100 * change[c]:.0f}% of the filter from A to B · "
+            f"cosine {want[c]:.2f}") == pair.layout.title.text
+    line = next(t for t in lines.data if t.name == "k=5")
+    np.testing.assert_allclose(line.y, 100 * change)
+    np.testing.assert_allclose(line.customdata, want)
     np.testing.assert_array_equal(pair.data[0].z, r.mean[5][c])  # mean, A's part, B's part
     np.testing.assert_array_equal(pair.data[1].z, da[5][c])
