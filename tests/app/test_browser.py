@@ -60,20 +60,11 @@ def test_example_overlay_and_the_four_branch_columns(app_page: Page, screenshots
     page.screenshot(path=screenshots / "03_attribution.png", full_page=True)
 
 
-def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, photo):
+def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, photo, tmp_path):
     page = app_page
     page.locator("#input-image input[type=file]").set_input_files(str(photo))
     expect(page.locator("#overlay img").first).to_be_visible()
     expect(page.locator("#input-notes")).to_contain_text("downscaled from 600×400 to 192×128")
-    # a link cannot carry an upload: "Copy link" says so, and the page it opens says so too
-    expect(page).to_have_url(re.compile(r"image=yours"))
-    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    page.locator("#copy-link").click()
-    expect(page.locator("#copy-link")).to_contain_text("without your image")
-    opened = page.context.new_page()
-    opened.goto(page.url)
-    expect(opened.locator("#link-note")).to_contain_text("cannot carry")
-    opened.close()
 
     page.get_by_role("tab", name="Compare A/B").click()
     page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))
@@ -90,6 +81,21 @@ def test_upload_compare_sweep_and_about(app_page: Page, screenshots, scene, phot
     page.get_by_role("tab", name="About DMNet").click()
     expect(page.locator("svg[aria-label='DMNet architecture']")).to_be_visible()
     page.screenshot(path=screenshots / "06_about.png", full_page=True)
+
+    # an image of the user's own (not an example's file): a link cannot carry it, so "Copy link"
+    # says so, and the page the link opens says so too
+    own = tmp_path / "my_photo.png"
+    Image.open(photo).crop((0, 0, 300, 200)).save(own)
+    page.get_by_role("tab", name="Segmentation").click()
+    page.locator("#input-image input[type=file]").set_input_files(str(own))
+    expect(page).to_have_url(re.compile(r"image=yours"))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator("#copy-link").click()
+    expect(page.locator("#copy-link")).to_contain_text("without your image")
+    opened = page.context.new_page()
+    opened.goto(page.url)
+    expect(opened.locator("#link-note")).to_contain_text("cannot carry")
+    opened.close()
 
 
 def test_a_corrupt_upload_shows_a_message_not_a_traceback(app_page: Page, tmp_path, screenshots):
