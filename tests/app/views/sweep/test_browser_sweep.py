@@ -102,6 +102,8 @@ def test_transplant_shows_what_the_other_images_filters_change(page: Page, serve
     summary = page.locator("#transplant-summary")
     expect(summary).to_contain_text("B with A's filters** in every branch".replace("**", ""),
                                     timeout=TIMEOUT)
+    # the panel is far down the tab: its image (loaded lazily) draws once the user scrolls to it
+    page.locator("#transplant-moved").scroll_into_view_if_needed()
     expect(page.locator("#transplant-moved img")).to_be_visible()
     before = page.locator("#transplant-moved img").get_attribute("src")
     page.locator("#transplant-direction").get_by_label("A with B's filters").check()
