@@ -201,15 +201,9 @@ def test_a_generator_event_is_guarded_at_each_step():
     LocalContext.request.reset(token)
 
 
-@pytest.mark.parametrize("kind", ["function", "generator"])
-def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatch, tmp_path,
-                                                                      kind):
-    """Stop's cancel ends the event (and so its spinner) at once: in the switch's delay, and
-    while the pass runs in its thread, whose result is then dropped."""
-    monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
-    monkeypatch.setattr(flow.random, "uniform", lambda low, high: high)
-    with gr.Blocks():
-        out = gr.Textbox()
+def blocked(kind: str, first: bool = True):
+    """A model event whose pass blocks until released; `busy` is set while it runs. As a
+    generator, it yields "first" before the blocking step (unless `first` is False)."""
     busy, release = threading.Event(), threading.Event()
 
     def work():
@@ -218,9 +212,23 @@ def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatc
         return "late"
 
     def frames():
+        if first:
+            yield "first"
         yield work()
 
-    fn = work if kind == "function" else frames
+    return (work if kind == "function" else frames), busy, release
+
+
+@pytest.mark.parametrize("kind", ["function", "generator"])
+def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatch, tmp_path,
+                                                                      kind):
+    """A cancel (a client that left) ends the event at once: in the switch's delay, and while
+    the pass runs in its thread, whose result is then dropped."""
+    monkeypatch.setenv(flow.LOG, str(tmp_path / "events.log"))
+    monkeypatch.setattr(flow.random, "uniform", lambda low, high: high)
+    with gr.Blocks():
+        out = gr.Textbox()
+    fn, busy, release = blocked(kind, first=False)
     wrapped = flow.model_event(fn, [out])
 
     async def cancelled(delay: str) -> float:
@@ -245,22 +253,6 @@ def test_a_cancel_ends_a_model_event_at_once_in_its_delay_or_its_pass(monkeypatc
         release.set()
     lines = (tmp_path / "events.log").read_text().splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["cancelled", "cancelled"]
-
-
-def blocked(kind: str):
-    """A model event whose pass blocks until released; `busy` is set while it runs."""
-    busy, release = threading.Event(), threading.Event()
-
-    def work():
-        busy.set()
-        release.wait(30)
-        return "late"
-
-    def frames():
-        yield "first"
-        yield work()
-
-    return (work if kind == "function" else frames), busy, release
 
 
 async def outcome(wrapped, kind: str):
