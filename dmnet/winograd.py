@@ -154,15 +154,18 @@ class WinogradConv2d(nn.Module):
         return winograd_conv3x3(parts, filters, self.bias, d, into, out,
                                 self.matrices[m] if self.elementwise else None)
 
-    def partial(self, x: Tensor, start: int) -> Tensor:
+    def partial(self, x: Tensor, start: int, chunk: int | None = None) -> Tensor:
         """One term of `forward_concat`: the conv of `x` taken as input channels start ..
-        start + C_x, without the bias (the app's exact split of DMHead's bottleneck)."""
+        start + C_x, without the bias (the app's exact split of DMHead's bottleneck). With
+        `chunk`, x's channels are transformed `chunk` at a time (their products summed before
+        the one output transform), which bounds the transformed tiles' memory."""
         d, stop = self.dilation, start + x.shape[1]
         m = self.pick_tile(x)
         if m is None:
             return F.conv2d(x, self.weight[:, start:stop], None, padding=d, dilation=d)
         filters, into, out = self.transformed(m)
-        return winograd_conv3x3([x], filters[:, start:stop], self.bias.new_zeros(()), d, into,
+        parts = list(x.split(chunk, dim=1)) if chunk else [x]
+        return winograd_conv3x3(parts, filters[:, start:stop], self.bias.new_zeros(()), d, into,
                                 out)
 
     def transformed(self, m: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -9,6 +10,13 @@ from dmnet import PRESETS, DMNet
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache(tmp_path_factory):
+    """What the app caches on disk (reference filters) goes to a folder of this session, also
+    for the apps the tests serve in subprocesses: never into the user's ~/.cache."""
+    os.environ["DMNET_CACHE"] = str(tmp_path_factory.mktemp("dmnet-cache"))
 
 
 def tiny_preset(depth: int = 18, classes: str = "multiscale_shapes", **kw):

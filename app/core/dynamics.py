@@ -17,12 +17,17 @@ like every image the app analyses. The mean is the "static filters" of the ablat
 
 from __future__ import annotations
 
+import os
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from dmnet import DMNet
 
+from .analysis import generated_filters
 from .filters import input_dependence, rank_channels
 
 SCENES = 64  # validation scenes in a synthetic model's reference set. Its mean must be the
@@ -47,37 +52,67 @@ class Reference:
     description: str  # what they are, for the UI ("the first 12 ContextShapes validation scenes")
 
 
-def reference_data(dataset: str) -> tuple[list[tuple[np.ndarray]], str]:
-    """The fixed reference images of a model trained on `dataset` (as `(image,)` items, what
-    `training.ablation` reads), and their description."""
+PHOTO_LOADERS = ("astronaut", "coffee", "chelsea", "rocket")  # skimage.data's, in this order
+
+
+def reference_description(dataset: str) -> str:
+    """What the fixed reference inputs of a model trained on `dataset` are, in words (nothing is
+    computed: the status line says it when the model loads)."""
+    from training.data import SYNTHETIC
+
+    if dataset in SYNTHETIC:
+        return f"the first {SCENES} {SYNTHETIC[dataset].__name__} validation scenes"
+    return (f"{PHOTOS} photographs bundled with scikit-image "
+            f"({', '.join(PHOTO_LOADERS[:PHOTOS])})")
+
+
+def reference_data(dataset: str) -> tuple[list[np.ndarray], str]:
+    """The fixed reference images of a model trained on `dataset`, and their description."""
     from training.data import SYNTHETIC, build_dataset  # generated here: their val split is at hand
 
     if dataset in SYNTHETIC:
         val = build_dataset(dataset, "val", None)
-        name = type(val).__name__
-        return [(val[i][0],) for i in range(min(SCENES, len(val)))], \
-            f"the first {min(SCENES, len(val))} {name} validation scenes"
-    import skimage.data
+        return [val[i][0] for i in range(SCENES)], reference_description(dataset)
+    import skimage.data  # bundled with the package: no download
 
-    loaders = {"astronaut": skimage.data.astronaut, "coffee": skimage.data.coffee,
-               "chelsea": skimage.data.chelsea, "rocket": skimage.data.rocket,
-               "motorcycle": lambda: skimage.data.stereo_motorcycle()[0],
-               "immunohistochemistry": skimage.data.immunohistochemistry}  # bundled: no download
-    names = list(loaders)[:PHOTOS]
-    return [(loaders[n](),) for n in names], \
-        f"{len(names)} photographs bundled with scikit-image ({', '.join(names)})"
+    return [getattr(skimage.data, name)() for name in PHOTO_LOADERS[:PHOTOS]], \
+        reference_description(dataset)
 
 
 def reference(model: DMNet) -> Reference:
-    """Run `model` over its reference inputs once and keep the filters' mean and spread."""
-    from training.ablation import generated_filters
-
+    """Run `model` over its reference inputs once and keep the filters' mean and spread (the
+    backbone and the filter generators only: `analysis.generated_filters`)."""
     data, description = reference_data(model.preset.dataset)
-    banks = {k: b.numpy() for k, b in generated_filters(model, data).items()}  # (R, C, k, k)
+    per_image = [generated_filters(model, image)
+                 for image in tqdm(data, desc="reference filters", leave=False)]
+    banks = {k: np.stack([f[k] for f in per_image]) for k in per_image[0]}  # (R, C, k, k)
     score = {k: input_dependence(b) for k, b in banks.items()}
     mean = {k: b.astype(np.float64).mean(0).astype(np.float32) for k, b in banks.items()}
     return Reference(mean, score, {k: rank_channels(s) for k, s in score.items()}, len(data),
                      description)
+
+
+def save_reference(ref: Reference, path: Path) -> None:
+    """`ref` as an .npz (no pickle), written atomically."""
+    arrays = {f"{name}_{k}": getattr(ref, name)[k] for name in ("mean", "score", "order")
+              for k in ref.mean}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, inputs=np.int64(ref.inputs), description=np.str_(ref.description), **arrays)
+    os.replace(tmp, path)
+
+
+def load_reference(path: Path) -> Reference | None:
+    """The Reference `save_reference` wrote, or None when the file is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            sizes = sorted(int(n.split("_")[1]) for n in z.files if n.startswith("mean_"))
+            got = {name: {k: z[f"{name}_{k}"] for k in sizes} for name in ("mean", "score", "order")}
+            return Reference(got["mean"], got["score"], got["order"], int(z["inputs"]),
+                             str(z["description"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 def dynamic_part(filters: np.ndarray, mean: np.ndarray) -> np.ndarray:

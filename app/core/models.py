@@ -182,11 +182,7 @@ def register_upload(path: str | Path, name: str | None = None) -> str:
     """Load an uploaded checkpoint (raising CheckpointError if it is not a DMNet one) and add it
     to the picker; returns its key."""
     path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    key = f"upload:{digest.hexdigest()[:12]}"
+    key = f"upload:{file_sha256(path)[:12]}"
     name = name or path.name
     if key not in _models:
         _store(key, *_read(path, name))
@@ -208,6 +204,22 @@ def add_local(paths: Iterable[str | Path]) -> list[str]:
                 _local[key] = file
             keys.append(key)
     return keys
+
+
+_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256 of the file
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read once per version of the file (~0.4 s per 200 MB)."""
+    stat = os.stat(path)
+    version = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if version not in _digests:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        _digests[version] = digest.hexdigest()
+    return _digests[version]
 
 
 def checkpoint_path(key: str) -> Path | None:

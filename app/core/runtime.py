@@ -1,13 +1,17 @@
 """What the actions share at run time: cached analyses, channel rankings, error handling, GPU.
 
 Every endpoint takes (model key, image file) and finds the pass of that pair here, so API calls
-stay stateless and no pass runs twice: the teaching views share one fp32 `Analysis` (`see`); the
-Segmentation view takes the same analysis for small models, and a fast `Prediction` (bf16 where it
-is native) for ResNet-50/101 ones (`segmentation`), which arrives before the fp32 analysis would.
+stay stateless and no pass runs twice: every view, the Segmentation view included, reads one
+fp32 `Analysis` per image and model (`see`). Two views asking for the same pass at once wait for
+one computation. The analyses kept are bounded in bytes (`DMNET_ANALYSIS_CACHE_MB`), and memory a
+pass freed goes back to the system when it ends (`release_memory`), so that the server's memory
+follows what it holds. The reference filters of a checkpoint (`ranking`) are computed when a view
+first needs them, then kept in memory and on disk by the checkpoint's sha256 (`DMNET_CACHE`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import inspect
@@ -28,13 +32,14 @@ from PIL import Image
 from dmnet import CheckpointError, DMNet
 
 from . import models
-from .analysis import Analysis, Prediction, analyse, predict, runner, segmentation_precision
-from .dynamics import Reference, reference
+from .analysis import Analysis, analyse
+from .dynamics import PHOTOS, SCENES, Reference, load_reference, reference, save_reference
 from .images import (NO_IMAGE, InputError, Picture, fit_to_test_scale, image_key, read_image,
                      read_mask)
 
 log = logging.getLogger("dmnet.app")
-ANALYSES_KEPT = 4
+ANALYSES_KEPT = 8  # at most this many analyses are kept, and at most analysis_budget() bytes
+REFERENCE_VERSION = 1  # of the cached reference files: raise it when `reference` changes
 
 try:  # Hugging Face ZeroGPU: run the decorated functions on a GPU; a no-op elsewhere
     import spaces
@@ -88,21 +93,27 @@ class Seen:
     truth: np.ndarray | None  # (H, W) true class ids, 255 = ignore
 
 
-@dataclass
-class Segmented:
-    """An image's segmentation, as the Segmentation view shows it."""
-
-    prediction: Prediction  # the fast pass, or the fp32 Analysis every view shares
-    notices: list[str]  # what was done to the input
-    truth: np.ndarray | None  # (H, W) true class ids, 255 = ignore
-    agreement: float | None  # share of the fast prediction's pixels whose class is the fp32
-    # analysis' (None: the prediction is that analysis, or it has not run yet)
-
-
-# (model key, image key, precision) -> the pass: an Analysis in fp32, else a Prediction
-_analyses: OrderedDict[tuple[str, str, str], Prediction] = OrderedDict()
+# (model key, image key) -> its analysis, least recently used first
+_analyses: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
 _rankings: dict[str, Reference] = {}
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards the dicts above and the two below
+_computing: dict[tuple[str, str], threading.Lock] = {}  # one lock per pass while it runs
+_referencing: dict[str, threading.Lock] = {}  # one lock per model key while its reference runs
+
+
+def analysis_budget() -> int:
+    """Bytes of analyses kept: `$DMNET_ANALYSIS_CACHE_MB` (default 1536: three of an R-50 on a
+    2048x1024 model input, ~0.5 GB each; hundreds of the demo's)."""
+    return int(float(os.environ.get("DMNET_ANALYSIS_CACHE_MB", 1536)) * 2**20)
+
+
+def release_memory() -> None:
+    """Hand the memory freed by a pass back to the system (glibc keeps freed chunks of up to 32
+    MB in its heaps, so the server's RSS would stay at its peak); a no-op without glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def picture(model: DMNet, path: str | Path | None) -> Picture:
@@ -112,61 +123,94 @@ def picture(model: DMNet, path: str | Path | None) -> Picture:
 
 def see(key: str, path: str | Path | None, truth_path: str | Path | None = None) -> Seen:
     """Load the model, decode the image, and analyse it in fp32 (or take the cached analysis)."""
-    model, pic = _opened(key, path)
-    found = _pass(key, model, pic, "fp32")
+    if path is None:
+        raise InputError(NO_IMAGE)
+    model = models.get_model(key)
+    pic = picture(model, path)
+    found = _pass(key, model, pic)
     truth = read_mask(truth_path, pic.image.shape[:2], model.preset.num_classes)
     return Seen(key, model, found, pic.notices, truth)
 
 
-def segmentation(key: str, path: str | Path | None,
-                 truth_path: str | Path | None = None) -> Segmented:
-    """The Segmentation view's pass at `segmentation_precision` (or the cached one), and how far
-    it agrees with the fp32 analysis when that exists (it is never run for this)."""
-    model, pic = _opened(key, path)
-    found = _pass(key, model, pic, segmentation_precision(model))
+def _pass(key: str, model: DMNet, pic: Picture) -> Analysis:
+    """The cached analysis of the picture by the model, computed once even when asked for twice
+    at once."""
+    cache_key = (key, image_key(pic.image))
     with _lock:
-        full = _analyses.get((key, image_key(pic.image), "fp32"))
-    agreement = (None if full is None or full is found
-                 else float((found.label == full.label).mean()))
-    truth = read_mask(truth_path, pic.image.shape[:2], model.preset.num_classes)
-    return Segmented(found, pic.notices, truth, agreement)
-
-
-def _opened(key: str, path: str | Path | None) -> tuple[DMNet, Picture]:
-    if path is None:
-        raise InputError(NO_IMAGE)
-    model = models.get_model(key)
-    return model, picture(model, path)
-
-
-def _pass(key: str, model: DMNet, pic: Picture, precision: str) -> Prediction:
-    """The cached pass of the model over the picture: `analyse` in fp32, else `predict`."""
-    cache_key = (key, image_key(pic.image), precision)
-    with _lock:
-        found = _analyses.get(cache_key)
-        if found is not None:
-            _analyses.move_to_end(cache_key)
-            return found
-    found = (analyse(model, pic.image) if precision == "fp32"
-             else predict(model, pic.image, precision))
-    with _lock:
-        _analyses[cache_key] = found
-        while len(_analyses) > ANALYSES_KEPT:
-            _analyses.popitem(last=False)
+        pass_lock = _computing.setdefault(cache_key, threading.Lock())
+    with pass_lock:
+        with _lock:
+            found = _analyses.get(cache_key)
+            if found is not None:
+                _analyses.move_to_end(cache_key)
+                return found
+        try:
+            found = analyse(model, pic.image)
+        finally:
+            release_memory()
+        with _lock:
+            _analyses[cache_key] = found
+            _computing.pop(cache_key, None)
+            budget = analysis_budget()
+            while len(_analyses) > 1 and (len(_analyses) > ANALYSES_KEPT or sum(
+                    a.nbytes for a in _analyses.values()) > budget):
+                _analyses.popitem(last=False)
+    release_memory()  # what the analyses dropped held
     return found
+
+
+def cache_dir() -> Path:
+    """Where the app keeps files it computed: `$DMNET_CACHE`, else dmnet-explorer/ in the user's
+    cache folder (`$XDG_CACHE_HOME` or ~/.cache)."""
+    if os.environ.get("DMNET_CACHE"):
+        return Path(os.environ["DMNET_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dmnet-explorer"
+
+
+def reference_file(key: str, model: DMNet) -> Path | None:
+    """The reference cache file of a model: named by the sha256 of its checkpoint file and of
+    what defines the reference (its inputs, test pipeline and filter sizes); None for a model
+    without a file (e.g. built in a test)."""
+    path = models.checkpoint_path(key)
+    if path is None or not Path(path).is_file():
+        return None
+    p = model.preset
+    digest = hashlib.sha256(models.file_sha256(path).encode())
+    digest.update(repr((REFERENCE_VERSION, SCENES, PHOTOS, p.dataset, p.test_scale,
+                        p.mean, p.std, p.filter_sizes, p.head_channels)).encode())
+    return cache_dir() / "references" / f"{digest.hexdigest()[:32]}.npz"
 
 
 def ranking(key: str) -> Reference:
     """The model's filters over its fixed reference inputs (`app.dynamics`): the mean filters
     (the static part) and the channels ranked by how much their dynamic part varies. Computed
-    once per model, on the fp32 runner that makes every analysis."""
+    once per checkpoint (tens of seconds for an R-50 on 2 CPU cores), when a view first needs
+    it: kept in memory, and on disk (`reference_file`) for the next start."""
     with _lock:
         if key in _rankings:
             return _rankings[key]
-    result = reference(runner(models.get_model(key)))
-    with _lock:
-        _rankings[key] = result
-    return result
+        key_lock = _referencing.setdefault(key, threading.Lock())
+    with key_lock:
+        with _lock:
+            if key in _rankings:
+                return _rankings[key]
+        model = models.get_model(key)
+        file = reference_file(key, model)
+        result = load_reference(file) if file is not None and file.is_file() else None
+        if result is None:
+            try:
+                result = reference(model)
+            finally:
+                release_memory()
+            if file is not None:
+                try:
+                    save_reference(result, file)
+                except OSError as err:  # a read-only cache: computed again next start
+                    log.warning("could not cache the reference filters in %s: %s", file, err)
+        with _lock:
+            _rankings[key] = result
+        return result
 
 
 def kept(control: type, choices: list, asked, value) -> gr.components.Component:

@@ -145,7 +145,6 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
     thumb = overlays.thumbnail(a.image, THUMB)
     mean = r.mean[k][c]
     dyn = dynamic_part(a.filters[k][c], mean)
-    act = a.branches[k]
     rank = int(np.flatnonzero(r.order[k] == c)[0]) + 1
     return (
         kept(gr.Dropdown, channel_choices(r, k), channel, c),
@@ -153,8 +152,8 @@ def branch_column(key: str, image: str | None, k: int, channel: int | None):
                       shared_range([mean, dyn], 1.0),
                       f"ch {c} (#{rank}) · {dynamic_share(mean, dyn):.0%} dynamic"),
         pooling_grid(thumb, a.feature_size, k),
-        activation_overlay(thumb, act.mean(0).numpy(), f"k={k} output: channel mean"),
-        activation_overlay(thumb, act[c].numpy(), f"k={k} output: channel {c}"),
+        activation_overlay(thumb, a.branch_means[k], f"k={k} output: channel mean"),
+        activation_overlay(thumb, a.branches[k][c].float().numpy(), f"k={k} output: channel {c}"),
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from app.core import models, overlays
 from app.core.figures import class_bars
 from app.core.metrics import iou, mean_iou, pixel_share
-from app.core.runtime import USER_ERRORS, Segmented, gpu, kept, segmentation, user_errors
+from app.core.runtime import USER_ERRORS, Seen, gpu, kept, see, user_errors
 from app.core.wiring import QUIET, UNDOC, Graph, on
 from app.core.words import PAPER, gloss
 
@@ -63,27 +63,17 @@ def wire_segmentation(g: Graph, inp: dict, seg: dict, ready) -> None:
     g.heavy(clicked.then, segment, seg_in, seg["outputs"], **UNDOC)
 
 
-def describe(seg: Segmented) -> str:
-    """Markdown: what ran on what, in which precision (and how far a fast pass agrees with the
-    fp32 one of the other views), how long it took, and what was done to the input."""
-    a = seg.prediction
+def describe(seen: Seen) -> str:
+    """Markdown: what ran on what, how long it took, and what was done to the input."""
+    a = seen.analysis
     h, w = a.image.shape[:2]
-    what = "forward pass + split" if a.precision == "fp32" else "forward pass"
     lines = [f"{w}×{h} image → model input {a.input_size[1]}×{a.input_size[0]} → features "
-             f"{a.feature_size[1]}×{a.feature_size[0]} · {what} "
-             f"{a.seconds * 1000:.0f} ms on {models.device_note()}"]
-    if a.precision == "fp32":
-        lines.append("prediction in fp32, from the pass every view shares")
-    else:
-        fast = (f"prediction in **{a.precision}** (fast path: BN folded, {a.precision} autocast); "
-                "the other views run in fp32")
-        lines.append(fast + (" (how far the two agree is shown here once their pass has run)"
-                             if seg.agreement is None else
-                             f": **{100 * seg.agreement:.2f}%** of pixels agree with it"))
-    if seg.truth is not None:
-        m = mean_iou(a.label, seg.truth, len(a.classes))
+             f"{a.feature_size[1]}×{a.feature_size[0]} · one fp32 forward pass "
+             f"{a.seconds * 1000:.0f} ms on {models.device_note()}, shared by every view"]
+    if seen.truth is not None:
+        m = mean_iou(a.label, seen.truth, len(a.classes))
         lines.append(f"mIoU against the true mask: **{100 * m:.1f}%**")
-    lines += [f"ℹ️ {n}" for n in seg.notices]
+    lines += [f"ℹ️ {n}" for n in seen.notices]
     return "  \n".join(lines)
 
 
@@ -93,8 +83,8 @@ def segment(key: str, image: str | None, truth: str | None, opacity: float, high
             progress: gr.Progress = gr.Progress()):
     """The overlay, the classes' pixel share (and IoU), and a description."""
     progress(0, desc="running the network (large official models take a while on CPU)")
-    seen = segmentation(key, image, truth)
-    a = seen.prediction
+    seen = see(key, image, truth)
+    a = seen.analysis
     k = len(a.classes)
     share = pixel_share(a.label, k)
     present = [c for c in range(k) if share[c] > 0 or (seen.truth is not None

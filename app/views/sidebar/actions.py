@@ -13,7 +13,9 @@ import numpy as np
 
 from app.core import models, overlays
 from app.core.images import SCENE_DATASET, generate_scene, read_mask, scene_dataset
-from app.core.runtime import USER_ERRORS, gpu, image_file, picture, ranking, user_errors
+from app.core.analysis import runner
+from app.core.dynamics import reference_description
+from app.core.runtime import USER_ERRORS, gpu, image_file, picture, user_errors
 from dmnet.presets import DATASETS
 
 SCENES = Path(tempfile.gettempdir()) / "dmnet-explorer-scenes"  # true masks of generated scenes
@@ -25,15 +27,14 @@ def load_model(key: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -
     """Load a model (downloading an official one on first use) and describe it."""
     progress(0, desc="loading the model")
     model = models.get_model(key)
-    progress(0.6, desc="ranking filter channels on reference inputs")
-    ref = ranking(key)
+    runner(model)  # the optimized copy every pass runs on, made now rather than in a view
     p = model.preset
     notes = "".join(f"\n\n> {n}" for n in models.load_notes(key))
     published = f" · published mIoU {p.miou:.2f}" if p.miou else ""
     return (f"**{models.label_of(key)}** on {models.device_note()}  \n"
             f"preset `{p.name}`{published} · {p.num_classes} classes · filter sizes "
             f"{', '.join(map(str, p.filter_sizes))} · head width {p.head_channels}  \n"
-            f"mean (static) filters over {ref.description}{notes}")
+            f"mean (static) filters over {reference_description(p.dataset)}{notes}")
 
 
 def startup(key: str) -> str:

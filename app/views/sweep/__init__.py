@@ -5,17 +5,19 @@ says when it shows an earlier image."""
 
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 import numpy as np
 
 from app.core import overlays
-from app.core.analysis import sweep_frame
+from app.core.analysis import frame_of, sweep_frame
 from app.core.dynamics import dynamic_part
 from app.core.figures import sweep_lines
 from app.core.filters import bank_cosine
 from app.core.gates import remember_swept, stop_sweep, sweep_note
 from app.core.metrics import mean_iou
-from app.core.runtime import gpu, ranking, see, segmentation, user_errors, valid_channel
+from app.core.runtime import gpu, ranking, release_memory, see, user_errors, valid_channel
 from app.core.wiring import QUIET, Graph
 from app.core.words import PAPER, gloss
 from app.views.sweep import player
@@ -59,7 +61,7 @@ def wire_sweep(g: Graph, inp: dict, sw: dict, channels: list, subject) -> None:
 
 
 def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, channels, mean,
-                   note: str):
+                   note: str, total: int):
     factors = sorted(frames)
     ref = frames[1.0]
     dyn = {f: {k: dynamic_part(frames[f].filters[k], mean[k]) for k in channels}
@@ -76,23 +78,36 @@ def _sweep_outputs(frames: dict, image: np.ndarray, truth, classes, palette, cha
                           None if f == 1.0 else cos[k][factors.index(f)])
                     for k, c in channels.items()])
              for f, a in zip(factors, agree, strict=True)]
-    final = len(frames) == len(SCALES)
-    status = (f"{len(frames)}/{len(SCALES)} scales done" if not final else
+    final = len(frames) == total
+    status = (f"{len(frames)}/{total} scales done" if not final else
               f"Done: {len(frames)} scales in {sum(f.seconds for f in frames.values()):.1f} s.")
-    return (sweep_html(shown, note, len(SCALES)), sweep_lines(factors, cos, agree, miou, colors),
+    return (sweep_html(shown, note, total), sweep_lines(factors, cos, agree, miou, colors),
             status)
 
 
-def segmentation_note(key: str, image: str, label: np.ndarray) -> str:
-    """Whether the sweep's 1x prediction is the Segmentation tab's, and why not."""
-    seg = segmentation(key, image).prediction
-    same = float((seg.label == label).mean())
-    if same == 1:
-        return "At 1× this is exactly the Segmentation tab's prediction."
-    why = (f" The Segmentation tab runs a fast {seg.precision} pass for this model; the sweep "
-           "runs fp32, like the other views." if seg.precision != "fp32" else "")
-    return f"At 1× this agrees with the Segmentation tab's prediction on {100 * same:.2f}% " \
-           f"of pixels.{why}"
+def max_pixels() -> int:
+    """The largest model input a sweep runs: `$DMNET_SWEEP_MAX_MP` megapixels (default 1.2). A
+    pass costs time and memory in proportion to its pixels: an official R-50's 2048x1024 input
+    takes one pass (F); at 2x it would take 4 F and ~8 GB more, too much for a laptop or a
+    16 GB Space serving several users."""
+    return int(float(os.environ.get("DMNET_SWEEP_MAX_MP", 1.2)) * 1e6)
+
+
+def plan(input_size: tuple[int, int]) -> tuple[list[float], str]:
+    """The scales a sweep of this model input runs (1x first: the others compare with it; it is
+    the analysis every view shares, so it costs no pass), and a note naming the scales left out
+    because their input would be over `max_pixels`."""
+    h, w = input_size
+    side = {f: (max(8, round(h * f)), max(8, round(w * f))) for f in SCALES}  # as `scaled`
+    run = [f for f in SCALES if f == 1.0 or side[f][0] * side[f][1] <= max_pixels()]
+    out = [f for f in SCALES if f not in run]
+    if not out:
+        return [1.0, *(f for f in run if f != 1.0)], ""
+    big = side[out[0]]
+    note = (f"Scales {', '.join(f'{f:g}×' for f in out)} are left out: their model input would "
+            f"be over {max_pixels() / 1e6:g} MP ({out[0]:g}× is {big[1]}×{big[0]}), too slow and "
+            "too large for this server (`DMNET_SWEEP_MAX_MP` sets the cap).")
+    return [1.0, *(f for f in run if f != 1.0)], note
 
 
 @user_errors
@@ -105,13 +120,16 @@ def sweep(key: str, image: str | None, truth: str | None, ch1: int | None, ch3: 
     r = ranking(key)
     wanted = dict(zip((1, 3, 5, 7), (ch1, ch3, ch5, ch7), strict=True))
     channels = {k: valid_channel(r, k, wanted.get(k)) for k in a.filters}
-    frames = {}
-    note = ""
-    order = [1.0, *(f for f in SCALES if f != 1.0)]  # 1x first: the others compare with it
+    frames = {1.0: frame_of(a)}  # the pass every view shares
+    order, capped = plan(a.input_size)
+    note = " ".join(filter(None, ["At 1× this is the Segmentation tab's prediction (the same "
+                                  "pass).", capped]))
     for i, factor in enumerate(order):
-        progress((i, len(order)), desc=f"input at {factor:g}×")
-        frames[factor] = sweep_frame(seen.model, a.image, factor)
-        if factor == 1.0:
-            note = segmentation_note(key, image, frames[1.0].label)
+        if factor != 1.0:
+            progress((i, len(order)), desc=f"input at {factor:g}×")
+            try:
+                frames[factor] = sweep_frame(seen.model, a.image, factor)
+            finally:
+                release_memory()
         yield _sweep_outputs(frames, a.image, seen.truth, a.classes, a.palette, channels, r.mean,
-                             note)
+                             note, len(order))

@@ -21,7 +21,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def ref(model):
-    return reference(runner(model))
+    return reference(model)
 
 
 def test_the_reference_set_is_fixed_and_stated(model, ref):
@@ -30,10 +30,10 @@ def test_the_reference_set_is_fixed_and_stated(model, ref):
     assert description == f"the first {SCENES} MultiScaleShapes validation scenes"
     assert ref.description == description
     again, _ = reference_data("multiscale_shapes")
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(data, again, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(data, again, strict=True))
     photos, said = reference_data("cityscapes")  # official models: photos bundled with skimage
     assert len(photos) == PHOTOS and said.startswith(f"{PHOTOS} photographs bundled")
-    assert all(p[0].dtype == np.uint8 and p[0].shape[2] == 3 for p in photos)
+    assert all(p.dtype == np.uint8 and p.shape[2] == 3 for p in photos)
     c = model.preset.head_channels
     for k, mean in ref.mean.items():
         assert mean.shape == (c, k, k) and mean.dtype == np.float32
@@ -50,7 +50,7 @@ def test_the_demo_datas_reference_set_holds_both_worlds_alike():
     data, _ = reference_data("context_shapes")
     val = ContextShapes("val", len(data), 128)
     worlds = [val.sample(i).world for i in range(len(data))]
-    assert all(np.array_equal(d[0], val[i][0]) for i, d in enumerate(data[:3]))
+    assert all(np.array_equal(d, val[i][0]) for i, d in enumerate(data[:3]))
     assert abs(sum(worlds) / len(worlds) - 0.5) <= 0.05
 
 
@@ -69,7 +69,7 @@ def test_the_mean_is_the_mean_of_the_reference_filters(model, ref):
     from training.ablation import generated_filters
 
     data, _ = reference_data(model.preset.dataset)
-    banks = generated_filters(runner(model), data)
+    banks = generated_filters(runner(model), [(d,) for d in data])
     for k, bank in banks.items():
         assert bank.shape[0] == SCENES
         np.testing.assert_allclose(ref.mean[k], bank.double().mean(0).numpy(), rtol=1e-6,
@@ -98,7 +98,7 @@ def test_channels_are_ranked_by_how_much_their_dynamic_part_varies(model, ref):
     from training.ablation import generated_filters
 
     data, _ = reference_data(model.preset.dataset)
-    for k, bank in generated_filters(runner(model), data).items():
+    for k, bank in generated_filters(runner(model), [(d,) for d in data]).items():
         dyn = np.stack([dynamic_part(f, ref.mean[k]) for f in bank.numpy()])
         np.testing.assert_allclose(ref.score[k], dyn.std(0).mean((-2, -1)), rtol=1e-5)
 

@@ -1,10 +1,9 @@
-"""The sweep's HTML frames and its note on the Segmentation tab's prediction."""
+"""The sweep's HTML frames."""
 
 import re
 
 import numpy as np
 
-from app.views import sweep
 from app.views.sweep.player import Frame, Panel, cell_color, sweep_html
 
 
@@ -33,19 +32,3 @@ def test_the_filter_colours_are_one_symmetric_scale():
     assert cell_color(1, 1) == cell_color(5, 1) == "#67001f"  # clipped to the scale
     assert cell_color(-1, 1) == "#053061"
     assert cell_color(0.3, 0) == "#f7f7f7"
-
-
-def test_the_1x_note_says_why_the_segmentation_differs(monkeypatch):
-    label = np.zeros((4, 4), np.int64)
-
-    class Seg:
-        def __init__(self, precision, other):
-            self.prediction = type("P", (), {"label": other, "precision": precision})
-
-    monkeypatch.setattr(sweep, "segmentation", lambda key, image: Seg("fp32", label))
-    assert "exactly the Segmentation tab's" in sweep.segmentation_note("m", "i", label)
-    other = label.copy()
-    other[0, :2] = 1
-    monkeypatch.setattr(sweep, "segmentation", lambda key, image: Seg("bf16", other))
-    note = sweep.segmentation_note("m", "i", label)
-    assert "87.50% of pixels" in note and "fast bf16 pass" in note
