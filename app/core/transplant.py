@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dmnet import DMNet, Trace
-from dmnet.heads import DCM, DMHead
+from dmnet import DMNet
+from dmnet.heads import DCM, DCMOutput, DMHead
 
-from .analysis import labels, network_input, runner
+from .analysis import labels, last_stage, network_input, runner
+from .attribution import CHUNK
 
 
 def dcm_output(dcm: DCM, reduced: Tensor, filters: Tensor) -> Tensor:
@@ -28,13 +29,15 @@ def dcm_output(dcm: DCM, reduced: Tensor, filters: Tensor) -> Tensor:
     return out if dcm.fusion_conv is None else dcm.fusion_conv(out)
 
 
-def head_logits(head: DMHead, trace: Trace, filters: dict[int, Tensor]) -> Tensor:
-    """(N, classes, h, w) DMHead's logits for the traced input, with `filters[k]` (N, C, k, k)
-    in the branches it names and each other branch's output as traced."""
-    outs = [dcm_output(m, trace.reduced[m.filter_size], filters[m.filter_size])
-            if m.filter_size in filters else trace.branches[m.filter_size]
+def head_logits(head: DMHead, x: Tensor, dcm: dict[int, DCMOutput],
+                filters: dict[int, Tensor]) -> Tensor:
+    """(N, classes, h, w) DMHead's logits for the stage-4 features x and their DCM outputs
+    `dcm[k]`, with `filters[k]` (N, C, k, k) in the branches it names and each other branch's
+    output as computed. x enters the bottleneck CHUNK channels at a time (its memory)."""
+    outs = [dcm_output(m, dcm[m.filter_size].reduced, filters[m.filter_size])
+            if m.filter_size in filters else dcm[m.filter_size].out
             for m in head.dcm_modules]
-    fused = head.bottleneck.forward_concat([trace.features[3], *outs])
+    fused = head.bottleneck.forward_concat([*x.split(CHUNK, dim=1), *outs])
     return head.conv_seg(head.dropout(fused))
 
 
@@ -54,12 +57,13 @@ def with_filters(model: DMNet, image: np.ndarray,
     generated ones in branch k. An empty entry gives the image's own prediction."""
     inp, x = network_input(model, image)
     fast = runner(model)
-    trace = fast.inspect(x)
+    feats = last_stage(fast.backbone, fast._prepare(x)[0])
+    dcm = {m.filter_size: m(feats) for m in fast.decode_head.dcm_modules}
     out = []
     for swap in swaps:
         given = {k: torch.as_tensor(f, dtype=torch.float32, device=x.device)[None]
                  for k, f in swap.items()}
-        logits = head_logits(fast.decode_head, trace, given)[0].float().cpu()
+        logits = head_logits(fast.decode_head, feats, dcm, given)[0].float().cpu()
         out.append(Transplanted(logits, labels(logits, inp.shape[:2], image.shape[:2],
                                                model.preset.align_corners)))
     return out

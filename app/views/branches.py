@@ -46,7 +46,9 @@ k = 1, 3, 5, 7. In each DCM:
    across the reference images: the top ones are the most *dynamic*.
 3. **Activations** — x, reduced by a 1×1 conv, is convolved depthwise: channel c with its own
    filter, the same at every position. The maps show the output's channel mean and the chosen
-   channel, over the pixels each feature cell sees.
+   channel, over the pixels each feature cell sees. (The chosen channel's map is drawn from a
+   bfloat16 copy, within 0.4% of each value, so that an official model's 2048 maps fit in
+   memory; everything else here, and every number, is the fp32 pass.)
 4. **Without it** — the pixels that change class when this input is taken away (set to zero)
    and the rest of the network runs as before, drawn in their new class colour over a faded
    image. The line under it says how many pixels change and, with a true mask, how much the

@@ -117,7 +117,7 @@ def test_sweep_streams_every_scale(client, scene):
     assert len(outputs) == 6
     assert outputs[0][2] == "1/6 scales done" and outputs[-1][2].startswith("Done: 6 scales")
     assert outputs[-1][0].count("class='sw-frame'") == 6  # one frame per scale in the view
-    assert "exactly the Segmentation tab's prediction" in outputs[-1][0]
+    assert "the Segmentation tab's prediction (the same pass)" in outputs[-1][0]
 
 
 def test_bad_images_get_clear_messages(client, tmp_path):
