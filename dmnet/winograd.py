@@ -129,8 +129,11 @@ class WinogradConv2d(nn.Module):
         self.register_buffer("bias", bias.clone())
         for m in self.tiles:
             bt, g, at = (torch.tensor(mat, dtype=torch.float64) for mat in toom_cook(m))
-            u = torch.einsum("ai,kcij,bj->abck", g, weight.double(), g)  # (n, n, C_in, C_out)
-            self.register_buffer(f"filters{m}", u.flatten(0, 1).to(weight.dtype).contiguous())
+            # (n^2, C_in, C_out), in float64 64 output channels at a time: all at once, DMHead's
+            # bottleneck of R-50 held 0.6 GB of float64 while a model loaded
+            u = torch.cat([torch.einsum("ai,kcij,bj->abck", g, w.double(), g).flatten(0, 1)
+                           .to(weight.dtype) for w in weight.split(64)], dim=-1)
+            self.register_buffer(f"filters{m}", u.contiguous())
             self.register_buffer(f"input_transform{m}", torch.kron(bt, bt).to(weight.dtype))
             self.register_buffer(f"output_transform{m}", torch.kron(at, at).to(weight.dtype))
 

@@ -132,3 +132,31 @@ def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
     np.testing.assert_allclose(line.customdata, want)
     np.testing.assert_array_equal(pair.data[0].z, r.mean[5][c])  # mean, A's part, B's part
     np.testing.assert_array_equal(pair.data[1].z, da[5][c])
+
+
+def test_the_reference_is_computed_when_first_needed_and_then_read_from_disk(demo_env,
+                                                                            monkeypatch):
+    """A load computes no reference; the first view that needs it does, once per checkpoint
+    file: a new server (empty memory) reads it back from $DMNET_CACHE by the file's sha256."""
+    from app.core import dynamics, models, runtime
+    from app.views.sidebar import actions
+
+    ran = []
+    compute = dynamics.reference
+    monkeypatch.setattr(runtime, "reference", lambda m: ran.append(m) or compute(m))
+    status = actions.load_model(models.DEMO)
+    assert ran == [] and "MultiScaleShapes validation scenes" in status
+    first = runtime.ranking(models.DEMO)
+    file = runtime.reference_file(models.DEMO, models.get_model(models.DEMO))
+    assert len(ran) == 1 and file.is_file() and file.parent.parent == runtime.cache_dir()
+    monkeypatch.setattr(runtime, "_rankings", {})  # a new server
+    again = runtime.ranking(models.DEMO)
+    assert len(ran) == 1 and again.description == first.description == status.split(
+        "filters over ")[1].split("\n")[0].strip()
+    for k in first.mean:
+        np.testing.assert_array_equal(again.mean[k], first.mean[k])
+        np.testing.assert_array_equal(again.order[k], first.order[k])
+    file.write_bytes(b"not an npz")  # a damaged cache file is computed again, and replaced
+    monkeypatch.setattr(runtime, "_rankings", {})
+    runtime.ranking(models.DEMO)
+    assert len(ran) == 2 and dynamics.load_reference(file) is not None
