@@ -174,7 +174,8 @@ def analyse(model: DMNet, image: np.ndarray) -> Analysis:
         label=labels(found.logits, inp.shape[:2], image.shape[:2], p.align_corners),
         seconds=time.perf_counter() - start, filters=found.filters, branches=found.maps,
         branch_means=found.means,
-        x_mean=found.x_mean, split=found.split, classifier=Classifier.of(model.decode_head.conv_seg))
+        x_mean=found.x_mean, split=found.split,
+        classifier=Classifier.of(model.decode_head.conv_seg))
 
 
 @torch.inference_mode()

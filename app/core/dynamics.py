@@ -108,7 +108,8 @@ def load_reference(path: Path) -> Reference | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             sizes = sorted(int(n.split("_")[1]) for n in z.files if n.startswith("mean_"))
-            got = {name: {k: z[f"{name}_{k}"] for k in sizes} for name in ("mean", "score", "order")}
+            got = {name: {k: z[f"{name}_{k}"] for k in sizes}
+                   for name in ("mean", "score", "order")}
             return Reference(got["mean"], got["score"], got["order"], int(z["inputs"]),
                              str(z["description"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
