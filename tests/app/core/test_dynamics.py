@@ -134,13 +134,14 @@ def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
     np.testing.assert_array_equal(pair.data[1].z, da[5][c])
 
 
-def test_the_reference_is_computed_when_first_needed_and_then_read_from_disk(demo_env,
+def test_the_reference_is_computed_when_first_needed_and_then_read_from_disk(demo_env, tmp_path,
                                                                             monkeypatch):
     """A load computes no reference; the first view that needs it does, once per checkpoint
     file: a new server (empty memory) reads it back from $DMNET_CACHE by the file's sha256."""
     from app.core import dynamics, models, runtime
     from app.views.sidebar import actions
 
+    monkeypatch.setenv("DMNET_CACHE", str(tmp_path))  # empty: other tests cached the demo's
     ran = []
     compute = dynamics.reference
     monkeypatch.setattr(runtime, "reference", lambda m: ran.append(m) or compute(m))
