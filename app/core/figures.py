@@ -69,14 +69,16 @@ def pooling_grid(thumb: np.ndarray, feature_size: tuple[int, int], k: int,
 
 
 def activation_overlay(thumb: np.ndarray, act: np.ndarray, title: str,
-                       height: int = 260) -> go.Figure:
-    """A feature map (h8, w8) drawn over the image, each cell over the pixels it sees."""
+                       height: int = 260, zmax: float | None = None) -> go.Figure:
+    """A feature map (h8, w8) drawn over the image, each cell over the pixels it sees; with
+    `zmax`, on the colour scale 0..zmax (shared by maps drawn side by side)."""
     th, tw = thumb.shape[:2]
     h8, w8 = act.shape
     fig = go.Figure(_base(thumb))
     fig.add_trace(go.Heatmap(
         z=act, x0=tw / w8 / 2, dx=tw / w8, y0=th / h8 / 2, dy=th / h8, opacity=0.6,
         colorscale=ACTIVATION_SCALE, colorbar=dict(thickness=10, len=0.9),
+        **({} if zmax is None else dict(zmin=0, zmax=zmax)),
         hovertemplate="cell (%{y:.0f}, %{x:.0f}) px: %{z:.3f}<extra></extra>"))
     return _image_layout(fig, height, title)
 

@@ -186,8 +186,12 @@ def test_compare_redraws_on_another_k_or_channel(page: Page, server, scene, phot
     page.locator("#input-image-b input[type=file]").set_input_files(str(scene[0]))
     pair = page.locator("#compare-pair")
     expect(pair).to_contain_text(re.compile(r"k=3, channel \d+"))
+    responses = [page.locator(f"#compare-act-{x}") for x in "ab"]  # the channel over A and B
+    for name, shown in zip("AB", responses, strict=True):
+        expect(shown).to_contain_text(re.compile(name + r": what k=3 channel \d+ responds to"))
     page.get_by_label("5", exact=True).check()  # another filter size: no Compare click
     expect(pair).to_contain_text(re.compile(r"k=5, channel \d+"))
+    expect(responses[0]).to_contain_text(re.compile(r"A: what k=5 channel \d+"))
     picker = page.get_by_label("channel (most input-dependent first)")
     settle(page)
     picker.click()
@@ -195,6 +199,7 @@ def test_compare_redraws_on_another_k_or_channel(page: Page, server, scene, phot
     channel = re.match(r"ch (\d+)", option.inner_text()).group(1)
     option.click()
     expect(pair).to_contain_text(f"k=5, channel {channel}:")
+    expect(responses[1]).to_contain_text(f"B: what k=5 channel {channel} responds to")
 
 
 @pytest.mark.parametrize("width,height", [(1400, 1000), (1280, 800)])

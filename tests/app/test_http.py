@@ -96,7 +96,7 @@ def test_attribution_and_ablation(client, scene):
 def test_compare_two_images(client, scene, photo):
     out = client.predict("demo", handle_file(str(scene[0])), handle_file(str(photo)), 5, None,
                          api_name="/compare")
-    pred_a, pred_b, pair, lines, table = out
+    pred_a, pred_b, pair, lines, table, act_a, act_b = out
     from app.views.compare import TABLE
 
     assert table["headers"] == list(TABLE)
@@ -108,6 +108,7 @@ def test_compare_two_images(client, scene, photo):
         assert all(-1 <= float(c) <= 1 for c in cosines.split(", "))
         assert -1 <= raw <= 1 and -1 <= dynamic <= 1
     assert "changes" in pair["plot"] and "% of the filter" in lines["plot"]
+    assert "A: what k=5 channel" in act_a["plot"] and "B: what k=5 channel" in act_b["plot"]
 
 
 def test_sweep_streams_every_scale(client, scene):

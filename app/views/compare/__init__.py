@@ -19,6 +19,8 @@ COMPARE = f"""**Adaptation, made visible.** Every generated filter is the sum of
 the **mean** filter (the same for every image: its average over a fixed set of reference
 images, named in the model's status line at the top left) and the **dynamic part** (what this
 image changed). The panel shows the mean and A's and B's dynamic parts on one colour scale.
+The two maps under it show what that channel responds to: its output over A and over B (after
+the filter, BN and ReLU), on one colour scale, so a brighter map means a stronger response.
 
 **How much does a filter change from A to B?** The mean is the same for both images, so the
 change is the difference of the two dynamic parts, given as a percentage of the filter's size
@@ -58,12 +60,15 @@ def create_compare() -> dict:
         pred_a = gr.Image(label="A: prediction", interactive=False, height=250, format="jpeg")
         pred_b = gr.Image(label="B: prediction", interactive=False, height=250, format="jpeg")
         pair = gr.Plot(show_label=False, elem_id="compare-pair", scale=2)
+    with gr.Row():
+        act_a = gr.Plot(show_label=False, elem_id="compare-act-a")
+        act_b = gr.Plot(show_label=False, elem_id="compare-act-b")
     lines = gr.Plot(show_label=False)
     table = gr.Dataframe(headers=list(TABLE), interactive=False, elem_id="compare-table")
     gr.Markdown(gloss(COMPARE), elem_classes="teach")
     return dict(image_b=image_b, seed_b=seed_b, scene_b=scene_b, branch=branch,
                 channel=channel, run=run, pred_a=pred_a, pred_b=pred_b, pair=pair, lines=lines,
-                table=table, **transplant_panel())
+                table=table, act_a=act_a, act_b=act_b, **transplant_panel())
 
 
 def transplant_panel() -> dict:
@@ -95,7 +100,8 @@ def wire_compare(g: Graph, inp: dict, cmp: dict, tab, subject, tok) -> None:
     channel list is refreshed) or another channel re-run it; the transplant runs on its button
     and on another direction or branch. The channel list listens on `select` (a pick fires it
     once; `input` fires twice)."""
-    cmp["outputs"] = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"]]
+    cmp["outputs"] = [cmp["pred_a"], cmp["pred_b"], cmp["pair"], cmp["lines"], cmp["table"],
+                      cmp["act_a"], cmp["act_b"]]
     model, image, image_b = inp["model"], inp["image"], cmp["image_b"]
     cmp_in = [model, image, image_b, cmp["branch"], cmp["channel"]]
     tp_in = [model, image, image_b, cmp["where"], cmp["direction"]]

@@ -8,10 +8,12 @@ import numpy as np
 
 from app.core import models, overlays
 from app.core.dynamics import dynamic_parts
-from app.core.figures import change_lines, filter_panels
+from app.core.analysis import Analysis
+from app.core.figures import activation_overlay, change_lines, filter_panels
 from app.core.filters import (bank_cosine, cosine_per_channel, rank_channels, relative_change,
                               shared_range)
-from app.core.runtime import channel_choices, gpu, kept, ranking, see, user_errors, valid_channel
+from app.core.runtime import (THUMB, channel_choices, gpu, kept, ranking, see, user_errors,
+                              valid_channel)
 from app.core.transplant import with_filters
 from app.views.sidebar.actions import make_scene
 
@@ -64,7 +66,18 @@ def compare(key: str, image_a: str | None, image_b: str | None, k: int, channel:
                          f"from A to B · cosine {cos[k][c]:.2f}")
     return (overlays.overlay(a.image, a.label, a.palette),
             overlays.overlay(b.image, b.label, b.palette),
-            pair, change_lines(change, cos, c, colors), rows)
+            pair, change_lines(change, cos, c, colors), rows, *responses(a, b, k, c))
+
+
+def responses(a: Analysis, b: Analysis, k: int, c: int) -> list:
+    """Channel c of branch k over A and over B: the DCM's output maps, on one colour scale."""
+    maps = [x.branches[k][c].float().numpy() for x in (a, b)]
+    top = max(float(m.max()) for m in maps)  # after ReLU: 0 is the least response
+    return [activation_overlay(overlays.thumbnail(x.image, THUMB), m,
+                               f"{name}: what k={k} channel {c} responds to"
+                               + ("" if m.max() > 0 else " (nothing: 0 everywhere)"),
+                               zmax=top or 1.0)
+            for name, x, m in zip("AB", (a, b), maps, strict=True)]
 
 
 ALL_BRANCHES = "all branches"

@@ -109,7 +109,7 @@ def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
     from app.core import runtime
 
     a, b = str(photo), str(scene[0])
-    *_, pair, lines, rows = compare.compare("demo", a, b, 5, None)
+    _, _, pair, lines, rows, act_a, act_b = compare.compare("demo", a, b, 5, None)
     r = runtime.ranking("demo")
     fa, fb = (runtime.see("demo", p).analysis.filters for p in (a, b))
     da, db = dynamic_parts(fa, r), dynamic_parts(fb, r)
@@ -132,6 +132,19 @@ def test_compare_shows_and_ranks_the_dynamic_parts(demo_env, scene, photo):
     np.testing.assert_allclose(line.customdata, want)
     np.testing.assert_array_equal(pair.data[0].z, r.mean[5][c])  # mean, A's part, B's part
     np.testing.assert_array_equal(pair.data[1].z, da[5][c])
+    # what a channel responds to in A and in B: its output maps, on one colour scale
+    outs = [runtime.see("demo", p).analysis.branches[5] for p in (a, b)]
+    if outs[0][c].max() == 0 == outs[1][c].max():  # this one is silent in both (ReLU)
+        assert act_a.layout.title.text.endswith("(nothing: 0 everywhere)")
+    c = int(outs[0].float().amax((1, 2)).argmax())  # the channel A excites most
+    *_, act_a, act_b = compare.compare("demo", a, b, 5, c)
+    maps = [o[c].float().numpy() for o in outs]
+    for fig, want_map, name in ((act_a, maps[0], "A"), (act_b, maps[1], "B")):
+        heat = fig.data[-1]
+        np.testing.assert_array_equal(heat.z, want_map)
+        assert heat.zmin == 0 and heat.zmax == max(float(m.max()) for m in maps) > 0
+        assert fig.layout.title.text == f"{name}: what k=5 channel {c} responds to"
+    assert not np.array_equal(maps[0], maps[1])  # two images, two responses
 
 
 def test_the_reference_is_computed_when_first_needed_and_then_read_from_disk(demo_env, tmp_path,
