@@ -129,7 +129,9 @@ def sweep(key: str, image: str | None, truth: str | None, ch1: int | None, ch3: 
             progress((i, len(order)), desc=f"input at {factor:g}×")
             try:
                 frames[factor] = sweep_frame(seen.model, a.image, factor)
-            finally:
+            except BaseException:
                 release_memory()
+                raise
+            release_memory(frames[factor].input_size[0] * frames[factor].input_size[1])
         yield _sweep_outputs(frames, a.image, seen.truth, a.classes, a.palette, channels, r.mean,
                              note, len(order))
