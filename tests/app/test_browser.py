@@ -128,7 +128,7 @@ def test_a_failed_pick_shows_one_message_and_goes_back_to_the_model_in_use(
     page.goto(server_with_a_broken_checkpoint)
     info = page.locator("#model-info")
     expect(info).to_contain_text("loaded")
-    picker = page.get_by_label("Model")
+    picker = page.get_by_label("Model", exact=True)
     expect(picker).to_have_value(re.compile(r"^demo: .* · loaded$"))  # the picker has settled
     in_use = picker.input_value()
     settle(page)

@@ -229,7 +229,7 @@ def test_a_model_pick_during_a_chain(page: Page, slow_server, examples, width, h
     watch = opened(page, url, width, height, log)
     page.get_by_role("tab", name="Attribution & ablation").click()
     upload(page, "#input-image", examples / "coffee.jpg")  # a chain on two tabs' views
-    picker = page.get_by_label("Model")
+    picker = page.get_by_label("Model", exact=True)
     picker.click()
     page.locator("ul[role=listbox] li").filter(has_text="other_shapes.pth").click()
     watch.pick("model", MODEL, "local")
